@@ -1,0 +1,168 @@
+"""The Store interface every backend implements, and the records that cross it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from taskmill.errors import InvalidTransition, JobNotFound
+from taskmill.jobs import Job, JobStatus, NewJob
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended, as the worker reports it to the store.
+
+    `status` is COMPLETED, FAILED or PENDING (another attempt after `retry_delay_s`). The
+    store applies it only while the job is still `running` the same attempt, so a late
+    report from a worker whose lease already expired cannot overwrite a newer attempt; a
+    cancel requested meanwhile turns the outcome into CANCELLED.
+    """
+
+    job_id: str
+    attempt: int
+    status: JobStatus
+    started_at: datetime
+    finished_at: datetime
+    result_json: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    retry_delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    job_id: str
+    attempt: int
+    fraction: float
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    queues_json: str | None  # JSON list of queue names; None serves every queue
+    concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    status: JobStatus | None = None
+    queue: str | None = None
+    task: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    queue: str
+    status: JobStatus
+    count: int
+
+
+class Listener(Protocol):
+    """Tells an idle worker that the queue may have new work, without polling the table."""
+
+    def fileno(self) -> int | None:
+        """A descriptor that becomes readable on news, or None when `check` must be polled."""
+
+    @property
+    def poll_interval_s(self) -> float:
+        """How often to call `check` when there is no descriptor to wait on."""
+
+    def check(self) -> bool:
+        """Consume pending news; True when jobs may have been added since the last call."""
+
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    """Every operation is one transaction; state changes are guarded in SQL."""
+
+    dialect: str
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; returns the version now in place. Idempotent."""
+
+    def schema_version(self) -> int:
+        """The version in place, 0 for an empty database."""
+
+    def insert_jobs(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Insert in one round trip; for a (task, idempotency_key) already stored, the
+        stored job is returned instead. Results are in the order of `jobs`."""
+
+    def get_job(self, job_id: str) -> Job | None: ...
+
+    def list_jobs(self, filt: JobFilter, *, limit: int, before_id: str | None) -> list[Job]:
+        """Newest first; `before_id` is the cursor (the last id of the previous page)."""
+
+    def cancel_job(self, job_id: str) -> Job:
+        """pending -> cancelled at once; running -> cancel requested (the worker kills it).
+        Raises JobNotFound, or InvalidTransition when the job is already finished."""
+
+    def retry_job(self, job_id: str) -> Job:
+        """failed or cancelled -> pending, with a fresh attempt budget. Raises JobNotFound,
+        or InvalidTransition from any other state."""
+
+    def claim_jobs(
+        self, *, worker_id: str, queues: Sequence[str] | None, limit: int, lease_s: float
+    ) -> list[Job]:
+        """Take up to `limit` due pending jobs (priority, then scheduled_at, then age) and
+        mark them running under `worker_id` with a lease; counts an attempt."""
+
+    def finish_jobs(self, outcomes: Sequence[Outcome]) -> int:
+        """Record many outcomes in one round trip; returns how many applied."""
+
+    def release_jobs(self, jobs: Sequence[tuple[str, int]]) -> int:
+        """Hand (id, attempt) jobs back to pending without counting the attempt."""
+
+    def set_progress(self, updates: Sequence[Progress]) -> None: ...
+
+    def register_worker(self, info: WorkerInfo) -> None: ...
+
+    def unregister_worker(self, worker_id: str) -> None: ...
+
+    def heartbeat(self, *, worker_id: str, lease_s: float) -> None:
+        """Mark the worker alive and renew the leases of all its running jobs."""
+
+    def cancel_requested(self, *, worker_id: str) -> list[tuple[str, int]]:
+        """(id, attempt) of the worker's running jobs whose cancel was requested."""
+
+    def recover_expired_leases(self) -> int:
+        """Jobs whose lease ran out go back to pending (or fail when their attempts are
+        spent); returns how many."""
+
+    def next_due_in_s(self, queues: Sequence[str] | None) -> float | None:
+        """Seconds until the earliest pending job in these queues is due (<= 0: due now)."""
+
+    def queue_counts(self) -> list[QueueCounts]: ...
+
+    def listener(self) -> Listener: ...
+
+    def close(self) -> None: ...
+
+
+def guarded_result(
+    job_id: str, action: str, changed: Sequence[Job], current: Callable[[str], Job | None]
+) -> Job:
+    """The answer to a guarded update: the changed job, or why the guard refused."""
+    if changed:
+        return changed[0]
+    job = current(job_id)
+    if job is None:
+        raise JobNotFound(f"no job with id {job_id}")
+    raise InvalidTransition(job.id, job.status.value, action)
+
+
+def open_store(database_url: str) -> Store:
+    """A store for `sqlite:///path` or `postgresql://...`; nothing connects until first use."""
+    if database_url.startswith("sqlite://"):
+        from taskmill.store.sqlite import SQLiteStore
+
+        return SQLiteStore(database_url)
+    from taskmill.store.postgres import PostgresStore
+
+    return PostgresStore(database_url)

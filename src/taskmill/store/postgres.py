@@ -1,0 +1,282 @@
+"""The PostgreSQL store: psycopg 3 with a connection pool, SKIP LOCKED claims, LISTEN/NOTIFY."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from taskmill.errors import StoreError, StoreUnavailable
+from taskmill.jobs import Job, NewJob
+from taskmill.store.base import JobFilter, guarded_result, Outcome, Progress, QueueCounts, WorkerInfo
+from taskmill.store.migrate import apply_migrations
+from taskmill.store.queries import queries
+from taskmill.store.rows import job_from_row
+
+log = logging.getLogger("taskmill.store")
+
+Q = queries("postgres")
+POOL_MAX_SIZE = 10
+CONNECT_TIMEOUT_S = 5
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SET TIME ZONE 'UTC'")
+
+
+def _normalize_url(url: str) -> str:
+    return "postgresql://" + url.removeprefix("postgres://") if url.startswith("postgres://") else url
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Driver errors become taskmill errors here, at the store boundary."""
+    try:
+        yield
+    except PoolTimeout as exc:
+        raise StoreUnavailable(f"PostgreSQL unreachable: {exc}") from exc
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"PostgreSQL unreachable: {str(exc).strip()}") from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"PostgreSQL error: {str(exc).strip()}") from exc
+
+
+class PostgresListener:
+    """A dedicated LISTEN connection whose socket the worker selects on."""
+
+    poll_interval_s = 1.0
+
+    def __init__(self, url: str) -> None:
+        with translate_errors():
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+            self._conn.execute(Q["listen"])
+
+    def fileno(self) -> int | None:
+        return self._conn.fileno()
+
+    def check(self) -> bool:
+        with translate_errors():
+            return any(True for _ in self._conn.notifies(timeout=0))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresStore:
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, pool_max_size: int = POOL_MAX_SIZE) -> None:
+        self.url = _normalize_url(url)
+        self._pool = ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=pool_max_size,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+            configure=_configure,
+            open=False,
+            timeout=CONNECT_TIMEOUT_S,
+            name="taskmill",
+        )
+        self._opened = False
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        with translate_errors():
+            if not self._opened:
+                self._pool.open(wait=False)
+                self._opened = True
+            with self._pool.connection() as conn:
+                yield conn
+
+    def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(Q[name], params)
+            return cur.fetchall()
+
+    def _jobs(self, name: str, params: dict[str, Any]) -> list[Job]:
+        return [job_from_row(r, epoch_times=False, json_text=False) for r in self._rows(name, params)]
+
+    def _execute(self, name: str, params: dict[str, Any]) -> int:
+        with self._conn() as conn:
+            return conn.execute(Q[name], params).rowcount
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        with self._conn() as conn, conn.transaction():
+            conn.execute(Q["migration_lock"])
+            conn.execute(Q["schema_version_table"])
+            return apply_migrations(
+                "postgres",
+                current=self._version(conn),
+                run_script=lambda sql: conn.execute(sql.encode()),
+                record=lambda v: conn.execute(Q["record_schema_version"], {"version": v}),
+            )
+
+    def _version(self, conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute(Q["schema_version"]).fetchone()
+        return int(row[0]) if row else 0
+
+    def schema_version(self) -> int:
+        with self._conn() as conn:
+            exists = conn.execute("SELECT to_regclass('taskmill_schema')").fetchone()
+            return self._version(conn) if exists and exists[0] else 0
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def insert_jobs(self, jobs: Sequence[NewJob]) -> list[Job]:
+        if not jobs:
+            return []
+        inserted = {
+            job.id: job
+            for job in self._jobs(
+                "insert_jobs",
+                {
+                    "ids": [j.id for j in jobs],
+                    "tasks": [j.task for j in jobs],
+                    "queues": [j.queue for j in jobs],
+                    "priorities": [j.priority for j in jobs],
+                    "args": [j.args_json for j in jobs],
+                    "kwargs": [j.kwargs_json for j in jobs],
+                    "max_retries": [j.max_retries for j in jobs],
+                    "timeouts": [j.timeout_s for j in jobs],
+                    "backoffs": [j.backoff for j in jobs],
+                    "keys": [j.idempotency_key for j in jobs],
+                    "scheduled": [j.scheduled_at for j in jobs],
+                },
+            )
+        }
+        if len(inserted) == len(jobs):
+            return [inserted[j.id] for j in jobs]
+        dupes = [j for j in jobs if j.id not in inserted]
+        existing = {
+            (job.task, job.idempotency_key): job
+            for job in self._jobs(
+                "find_by_idempotency_keys",
+                {"tasks": [j.task for j in dupes], "keys": [j.idempotency_key for j in dupes]},
+            )
+        }
+        return [inserted.get(j.id) or existing[(j.task, j.idempotency_key)] for j in jobs]
+
+    def get_job(self, job_id: str) -> Job | None:
+        found = self._jobs("get_job", {"id": job_id})
+        return found[0] if found else None
+
+    def list_jobs(self, filt: JobFilter, *, limit: int, before_id: str | None) -> list[Job]:
+        return self._jobs(
+            "list_jobs",
+            {
+                "status": filt.status,
+                "queue": filt.queue,
+                "task": filt.task,
+                "before_id": before_id,
+                "limit": limit,
+            },
+        )
+
+    def _guarded(self, name: str, job_id: str, action: str) -> Job:
+        changed = self._jobs(name, {"id": job_id})
+        return guarded_result(job_id, action, changed, self.get_job)
+
+    def cancel_job(self, job_id: str) -> Job:
+        return self._guarded("cancel_job", job_id, "cancel")
+
+    def retry_job(self, job_id: str) -> Job:
+        return self._guarded("retry_job", job_id, "retry")
+
+    def claim_jobs(
+        self, *, worker_id: str, queues: Sequence[str] | None, limit: int, lease_s: float
+    ) -> list[Job]:
+        params = {"worker_id": worker_id, "limit": limit, "lease_s": lease_s, "queues": queues}
+        return self._jobs("claim_jobs_any" if queues is None else "claim_jobs_in_queues", params)
+
+    def finish_jobs(self, outcomes: Sequence[Outcome]) -> int:
+        if not outcomes:
+            return 0
+        return self._execute(
+            "finish_jobs",
+            {
+                "ids": [o.job_id for o in outcomes],
+                "attempts": [o.attempt for o in outcomes],
+                "statuses": [o.status.value for o in outcomes],
+                "results": [o.result_json for o in outcomes],
+                "errors": [o.error for o in outcomes],
+                "tracebacks": [o.traceback for o in outcomes],
+                "started": [o.started_at for o in outcomes],
+                "finished": [o.finished_at for o in outcomes],
+                "delays": [o.retry_delay_s for o in outcomes],
+            },
+        )
+
+    def release_jobs(self, jobs: Sequence[tuple[str, int]]) -> int:
+        if not jobs:
+            return 0
+        rows = self._rows(
+            "release_jobs", {"ids": [j for j, _ in jobs], "attempts": [a for _, a in jobs]}
+        )
+        return int(rows[0]["released"])
+
+    def set_progress(self, updates: Sequence[Progress]) -> None:
+        if updates:
+            self._execute(
+                "set_progress",
+                {
+                    "ids": [u.job_id for u in updates],
+                    "attempts": [u.attempt for u in updates],
+                    "progress": [u.fraction for u in updates],
+                    "messages": [u.message for u in updates],
+                },
+            )
+
+    def heartbeat(self, *, worker_id: str, lease_s: float) -> None:
+        with self._conn() as conn, conn.transaction():
+            conn.execute(Q["worker_heartbeat"], {"id": worker_id})
+            conn.execute(Q["renew_leases"], {"worker_id": worker_id, "lease_s": lease_s})
+
+    def cancel_requested(self, *, worker_id: str) -> list[tuple[str, int]]:
+        rows = self._rows("cancel_requested", {"worker_id": worker_id})
+        return [(str(r["id"]), int(r["attempts"])) for r in rows]
+
+    def recover_expired_leases(self) -> int:
+        return int(self._rows("recover_expired_leases")[0]["recovered"])
+
+    def next_due_in_s(self, queues: Sequence[str] | None) -> float | None:
+        name = "next_due_in_any" if queues is None else "next_due_in_queues"
+        due = self._rows(name, {"queues": queues})[0]["due_in_s"]
+        return None if due is None else float(due)
+
+    def queue_counts(self) -> list[QueueCounts]:
+        return [
+            QueueCounts(r["queue"], r["status"], int(r["count"])) for r in self._rows("queue_counts")
+        ]
+
+    # -- workers --------------------------------------------------------------------------
+
+    def register_worker(self, info: WorkerInfo) -> None:
+        self._execute(
+            "register_worker",
+            {
+                "id": info.id,
+                "host": info.host or socket.gethostname(),
+                "pid": info.pid,
+                "queues": info.queues_json,
+                "concurrency": info.concurrency,
+            },
+        )
+
+    def unregister_worker(self, worker_id: str) -> None:
+        self._execute("unregister_worker", {"id": worker_id})
+
+    def listener(self) -> PostgresListener:
+        return PostgresListener(self.url)
+
+    def close(self) -> None:
+        if self._opened:
+            self._pool.close()
+            self._opened = False

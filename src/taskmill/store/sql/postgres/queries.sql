@@ -1,0 +1,199 @@
+-- Every SQL statement taskmill runs on PostgreSQL, by name. Parameters are %(name)s.
+-- State changes are guarded here (WHERE status ...), so the database alone keeps a job
+-- consistent when workers, API servers and schedulers race.
+
+-- name: schema_version_table
+CREATE TABLE IF NOT EXISTS taskmill_schema (
+    version    integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+
+-- name: migration_lock
+-- Held to the end of the migrating transaction: two `taskmill migrate` at once take turns.
+SELECT pg_advisory_xact_lock(7306351512281473)
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) AS version FROM taskmill_schema
+
+-- name: record_schema_version
+INSERT INTO taskmill_schema (version) VALUES (%(version)s) ON CONFLICT DO NOTHING
+
+-- name: insert_jobs
+-- One statement for any number of jobs. A (task, idempotency_key) already stored is
+-- skipped here and looked up by find_by_idempotency_keys.
+INSERT INTO taskmill_jobs (id, task, queue, priority, args, kwargs, max_retries, timeout_s,
+                           backoff, idempotency_key, scheduled_at)
+SELECT id, task, queue, priority, args, kwargs, max_retries, timeout_s, backoff,
+       idempotency_key, coalesce(scheduled_at, now())
+FROM unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(priorities)s::integer[],
+            %(args)s::jsonb[], %(kwargs)s::jsonb[], %(max_retries)s::integer[],
+            %(timeouts)s::float8[], %(backoffs)s::float8[], %(keys)s::text[],
+            %(scheduled)s::timestamptz[])
+     AS t(id, task, queue, priority, args, kwargs, max_retries, timeout_s, backoff,
+          idempotency_key, scheduled_at)
+ON CONFLICT (task, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *
+
+-- name: find_by_idempotency_keys
+SELECT j.* FROM taskmill_jobs AS j
+JOIN unnest(%(tasks)s::text[], %(keys)s::text[]) AS k(task, idempotency_key)
+  ON j.task = k.task AND j.idempotency_key = k.idempotency_key
+
+-- name: get_job
+SELECT * FROM taskmill_jobs WHERE id = %(id)s::uuid
+
+-- name: list_jobs
+-- The cursor is the last id of the previous page; ids grow with time (UUIDv7), so jobs
+-- inserted while a client pages never shift the pages it has yet to read.
+SELECT * FROM taskmill_jobs
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(before_id)s::uuid IS NULL OR id < %(before_id)s::uuid)
+ORDER BY id DESC
+LIMIT %(limit)s
+
+-- name: cancel_job
+-- A pending job is cancelled at once; a running one is marked and its worker kills it.
+UPDATE taskmill_jobs
+SET status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
+    finished_at = CASE WHEN status = 'pending' THEN now() ELSE finished_at END,
+    cancel_requested = true
+WHERE id = %(id)s::uuid AND status IN ('pending', 'running')
+RETURNING *
+
+-- name: retry_job
+UPDATE taskmill_jobs
+SET status = 'pending', attempts = 0, scheduled_at = now(), started_at = NULL,
+    finished_at = NULL, duration_s = NULL, worker = NULL, lease_expires_at = NULL,
+    result = NULL, error = NULL, traceback = NULL, progress = NULL, progress_message = NULL,
+    cancel_requested = false
+WHERE id = %(id)s::uuid AND status IN ('failed', 'cancelled')
+RETURNING *
+
+-- name: claim_jobs_any
+-- SKIP LOCKED: concurrent claimers pass over each other's rows instead of queueing on them.
+WITH picked AS (
+    SELECT id FROM taskmill_jobs
+    WHERE status = 'pending' AND scheduled_at <= now()
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE taskmill_jobs AS j
+SET status = 'running', attempts = j.attempts + 1, started_at = now(),
+    worker = %(worker_id)s, lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+FROM picked WHERE j.id = picked.id
+RETURNING j.*
+
+-- name: claim_jobs_in_queues
+WITH picked AS (
+    SELECT id FROM taskmill_jobs
+    WHERE status = 'pending' AND queue = ANY(%(queues)s::text[]) AND scheduled_at <= now()
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE taskmill_jobs AS j
+SET status = 'running', attempts = j.attempts + 1, started_at = now(),
+    worker = %(worker_id)s, lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+FROM picked WHERE j.id = picked.id
+RETURNING j.*
+
+-- name: finish_jobs
+-- Applied only to the attempt that reported (a late report after lease recovery is
+-- dropped); a cancel requested while the job ran wins over its outcome.
+UPDATE taskmill_jobs AS j
+SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE u.status END,
+    result = u.result, error = u.error, traceback = u.traceback,
+    started_at = u.started_at,
+    finished_at = CASE WHEN u.status = 'pending' AND NOT j.cancel_requested
+                       THEN NULL ELSE u.finished_at END,
+    duration_s = extract(epoch FROM u.finished_at - u.started_at),
+    scheduled_at = CASE WHEN u.status = 'pending'
+                        THEN now() + make_interval(secs => u.retry_delay_s)
+                        ELSE j.scheduled_at END,
+    progress = CASE WHEN u.status = 'completed' THEN 1.0 ELSE j.progress END,
+    lease_expires_at = NULL
+FROM unnest(%(ids)s::uuid[], %(attempts)s::integer[], %(statuses)s::text[],
+            %(results)s::jsonb[], %(errors)s::text[], %(tracebacks)s::text[],
+            %(started)s::timestamptz[], %(finished)s::timestamptz[], %(delays)s::float8[])
+     AS u(id, attempt, status, result, error, traceback, started_at, finished_at,
+          retry_delay_s)
+WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt
+
+-- name: release_jobs
+-- Graceful shutdown hands jobs back untouched: the attempt does not count.
+WITH released AS (
+    UPDATE taskmill_jobs AS j
+    SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'pending' END,
+        finished_at = CASE WHEN j.cancel_requested THEN now() END,
+        attempts = j.attempts - 1, worker = NULL, started_at = NULL, lease_expires_at = NULL
+    FROM unnest(%(ids)s::uuid[], %(attempts)s::integer[]) AS u(id, attempt)
+    WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt
+    RETURNING 1
+)
+SELECT count(*) AS released, pg_notify('taskmill_jobs', '') AS notified FROM released
+
+-- name: set_progress
+UPDATE taskmill_jobs AS j
+SET progress = u.progress, progress_message = u.message
+FROM unnest(%(ids)s::uuid[], %(attempts)s::integer[], %(progress)s::float8[],
+            %(messages)s::text[]) AS u(id, attempt, progress, message)
+WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt
+
+-- name: renew_leases
+UPDATE taskmill_jobs
+SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+WHERE worker = %(worker_id)s AND status = 'running'
+RETURNING id, attempts, cancel_requested
+
+-- name: cancel_requested
+SELECT id, attempts FROM taskmill_jobs
+WHERE worker = %(worker_id)s AND status = 'running' AND cancel_requested
+
+-- name: recover_expired_leases
+-- The attempt that was running counts; a job out of attempts fails with the reason.
+WITH expired AS (
+    SELECT id FROM taskmill_jobs
+    WHERE status = 'running' AND lease_expires_at < now()
+    FOR UPDATE SKIP LOCKED
+), recovered AS (
+    UPDATE taskmill_jobs AS j
+    SET status = CASE WHEN j.cancel_requested THEN 'cancelled'
+                      WHEN j.attempts > j.max_retries THEN 'failed'
+                      ELSE 'pending' END,
+        error = CASE WHEN j.cancel_requested THEN j.error
+                     ELSE 'worker lost: lease expired on ' || coalesce(j.worker, '?') END,
+        finished_at = CASE WHEN j.cancel_requested OR j.attempts > j.max_retries
+                           THEN now() END,
+        scheduled_at = now(), lease_expires_at = NULL
+    FROM expired WHERE j.id = expired.id
+    RETURNING j.status
+)
+SELECT count(*) AS recovered, pg_notify('taskmill_jobs', '') AS notified FROM recovered
+
+-- name: next_due_in_any
+SELECT extract(epoch FROM min(scheduled_at) - now()) AS due_in_s
+FROM taskmill_jobs WHERE status = 'pending'
+
+-- name: next_due_in_queues
+SELECT extract(epoch FROM min(scheduled_at) - now()) AS due_in_s
+FROM taskmill_jobs WHERE status = 'pending' AND queue = ANY(%(queues)s::text[])
+
+-- name: queue_counts
+SELECT queue, status, count(*) AS count FROM taskmill_jobs GROUP BY queue, status
+
+-- name: register_worker
+INSERT INTO taskmill_workers (id, host, pid, queues, concurrency)
+VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s::jsonb, %(concurrency)s)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL
+
+-- name: worker_heartbeat
+UPDATE taskmill_workers SET heartbeat_at = now() WHERE id = %(id)s
+
+-- name: unregister_worker
+UPDATE taskmill_workers SET stopped_at = now() WHERE id = %(id)s
+
+-- name: listen
+LISTEN taskmill_jobs

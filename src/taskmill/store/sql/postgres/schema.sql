@@ -1,0 +1,65 @@
+-- The whole schema at the newest version, for fresh installs. migrations/ brings older
+-- databases to the same place; tests/store/test_migrations.py proves the two agree.
+
+CREATE TABLE taskmill_jobs (
+    id               uuid PRIMARY KEY,
+    task             text NOT NULL,
+    queue            text NOT NULL,
+    priority         integer NOT NULL DEFAULT 0,
+    status           text NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+    args             jsonb NOT NULL DEFAULT '[]',
+    kwargs           jsonb NOT NULL DEFAULT '{}',
+    attempts         integer NOT NULL DEFAULT 0,
+    max_retries      integer NOT NULL,
+    timeout_s        double precision,
+    backoff          double precision NOT NULL,
+    idempotency_key  text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    scheduled_at     timestamptz NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    finished_at      timestamptz,
+    duration_s       double precision,
+    worker           text,
+    lease_expires_at timestamptz,
+    result           jsonb,
+    error            text,
+    traceback        text,
+    progress         double precision,
+    progress_message text,
+    cancel_requested boolean NOT NULL DEFAULT false
+);
+
+-- Claims read these in order: one index for workers serving every queue, one for workers
+-- bound to queues. Partial, so they hold only the pending jobs and stay small.
+CREATE INDEX taskmill_jobs_claim_any ON taskmill_jobs (priority DESC, scheduled_at, id)
+    WHERE status = 'pending';
+CREATE INDEX taskmill_jobs_claim_queue ON taskmill_jobs (queue, priority DESC, scheduled_at, id)
+    WHERE status = 'pending';
+-- Heartbeats, cancel checks and lease recovery look only at running jobs.
+CREATE INDEX taskmill_jobs_running ON taskmill_jobs (worker) WHERE status = 'running';
+CREATE UNIQUE INDEX taskmill_jobs_idempotency ON taskmill_jobs (task, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE taskmill_workers (
+    id           text PRIMARY KEY,
+    host         text NOT NULL,
+    pid          integer NOT NULL,
+    queues       jsonb,
+    concurrency  integer NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    stopped_at   timestamptz
+);
+
+-- One NOTIFY per INSERT statement (not per row), so idle workers wake within milliseconds
+-- without polling; enqueue_many of 10,000 jobs sends one.
+CREATE FUNCTION taskmill_notify_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('taskmill_jobs', '');
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER taskmill_jobs_inserted AFTER INSERT ON taskmill_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION taskmill_notify_jobs();

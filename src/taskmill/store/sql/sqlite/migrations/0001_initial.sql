@@ -1,0 +1,49 @@
+-- Version 1: jobs and workers. Times are Unix seconds (REAL, UTC); JSON columns are TEXT.
+
+CREATE TABLE taskmill_jobs (
+    id               TEXT PRIMARY KEY,
+    task             TEXT NOT NULL,
+    queue            TEXT NOT NULL,
+    priority         INTEGER NOT NULL DEFAULT 0,
+    status           TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+    args             TEXT NOT NULL DEFAULT '[]',
+    kwargs           TEXT NOT NULL DEFAULT '{}',
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    max_retries      INTEGER NOT NULL,
+    timeout_s        REAL,
+    backoff          REAL NOT NULL,
+    idempotency_key  TEXT,
+    created_at       REAL NOT NULL,
+    scheduled_at     REAL NOT NULL,
+    started_at       REAL,
+    finished_at      REAL,
+    duration_s       REAL,
+    worker           TEXT,
+    lease_expires_at REAL,
+    result           TEXT,
+    error            TEXT,
+    traceback        TEXT,
+    progress         REAL,
+    progress_message TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE INDEX taskmill_jobs_claim_any ON taskmill_jobs (priority DESC, scheduled_at, id)
+    WHERE status = 'pending';
+CREATE INDEX taskmill_jobs_claim_queue ON taskmill_jobs (queue, priority DESC, scheduled_at, id)
+    WHERE status = 'pending';
+CREATE INDEX taskmill_jobs_running ON taskmill_jobs (worker) WHERE status = 'running';
+CREATE UNIQUE INDEX taskmill_jobs_idempotency ON taskmill_jobs (task, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE taskmill_workers (
+    id           TEXT PRIMARY KEY,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    queues       TEXT,
+    concurrency  INTEGER NOT NULL,
+    started_at   REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    stopped_at   REAL
+);

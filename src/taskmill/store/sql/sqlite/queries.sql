@@ -1,0 +1,161 @@
+-- Every SQL statement taskmill runs on SQLite, by name. Parameters are :name; times are
+-- Unix seconds passed in as :now (one machine, one clock). Writers run in BEGIN IMMEDIATE
+-- transactions, so two claimers can never take the same job.
+
+-- name: schema_version_table
+CREATE TABLE IF NOT EXISTS taskmill_schema (
+    version    INTEGER PRIMARY KEY,
+    applied_at REAL NOT NULL
+)
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) AS version FROM taskmill_schema
+
+-- name: record_schema_version
+INSERT OR IGNORE INTO taskmill_schema (version, applied_at) VALUES (:version, :now)
+
+-- name: insert_jobs
+-- :jobs is one JSON array of job arrays, so any number of jobs is one statement.
+-- A (task, idempotency_key) already stored is skipped and looked up afterwards.
+INSERT INTO taskmill_jobs (id, task, queue, priority, args, kwargs, max_retries, timeout_s,
+                           backoff, idempotency_key, created_at, scheduled_at)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+       value ->> 6, value ->> 7, value ->> 8, value ->> 9, :now, coalesce(value ->> 10, :now)
+FROM json_each(:jobs) WHERE true
+ON CONFLICT (task, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *
+
+-- name: find_by_idempotency_key
+SELECT * FROM taskmill_jobs WHERE task = :task AND idempotency_key = :key
+
+-- name: get_job
+SELECT * FROM taskmill_jobs WHERE id = :id
+
+-- name: list_jobs
+SELECT * FROM taskmill_jobs
+WHERE (:status IS NULL OR status = :status)
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:task IS NULL OR task = :task)
+  AND (:before_id IS NULL OR id < :before_id)
+ORDER BY id DESC
+LIMIT :limit
+
+-- name: cancel_job
+UPDATE taskmill_jobs
+SET status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
+    finished_at = CASE WHEN status = 'pending' THEN :now ELSE finished_at END,
+    cancel_requested = 1
+WHERE id = :id AND status IN ('pending', 'running')
+RETURNING *
+
+-- name: retry_job
+UPDATE taskmill_jobs
+SET status = 'pending', attempts = 0, scheduled_at = :now, started_at = NULL,
+    finished_at = NULL, duration_s = NULL, worker = NULL, lease_expires_at = NULL,
+    result = NULL, error = NULL, traceback = NULL, progress = NULL, progress_message = NULL,
+    cancel_requested = 0
+WHERE id = :id AND status IN ('failed', 'cancelled')
+RETURNING *
+
+-- name: claim_jobs_any
+UPDATE taskmill_jobs
+SET status = 'running', attempts = attempts + 1, started_at = :now, worker = :worker_id,
+    lease_expires_at = :now + :lease_s
+WHERE id IN (
+    SELECT id FROM taskmill_jobs
+    WHERE status = 'pending' AND scheduled_at <= :now
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT :limit
+)
+RETURNING *
+
+-- name: claim_jobs_in_queues
+UPDATE taskmill_jobs
+SET status = 'running', attempts = attempts + 1, started_at = :now, worker = :worker_id,
+    lease_expires_at = :now + :lease_s
+WHERE id IN (
+    SELECT id FROM taskmill_jobs
+    WHERE status = 'pending' AND queue IN (SELECT value FROM json_each(:queues))
+      AND scheduled_at <= :now
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT :limit
+)
+RETURNING *
+
+-- name: finish_jobs
+-- :outcomes is a JSON array of [id, attempt, status, result, error, traceback, started,
+-- finished, retry_delay_s]. Applied only to the attempt that reported; a cancel requested
+-- while the job ran wins over its outcome.
+UPDATE taskmill_jobs AS j
+SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE u.status END,
+    result = u.result, error = u.error, traceback = u.traceback,
+    started_at = u.started_at,
+    finished_at = CASE WHEN u.status = 'pending' AND NOT j.cancel_requested
+                       THEN NULL ELSE u.finished_at END,
+    duration_s = u.finished_at - u.started_at,
+    scheduled_at = CASE WHEN u.status = 'pending' THEN :now + u.retry_delay_s
+                        ELSE j.scheduled_at END,
+    progress = CASE WHEN u.status = 'completed' THEN 1.0 ELSE j.progress END,
+    lease_expires_at = NULL
+FROM (
+    SELECT value ->> 0 AS id, value ->> 1 AS attempt, value ->> 2 AS status,
+           value ->> 3 AS result, value ->> 4 AS error, value ->> 5 AS traceback,
+           value ->> 6 AS started_at, value ->> 7 AS finished_at, value ->> 8 AS retry_delay_s
+    FROM json_each(:outcomes)
+) AS u
+WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt
+
+-- name: release_jobs
+UPDATE taskmill_jobs AS j
+SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'pending' END,
+    finished_at = CASE WHEN j.cancel_requested THEN :now END,
+    attempts = j.attempts - 1, worker = NULL, started_at = NULL, lease_expires_at = NULL
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempt FROM json_each(:jobs)) AS u
+WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt
+
+-- name: set_progress
+UPDATE taskmill_jobs AS j
+SET progress = u.progress, progress_message = u.message
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempt, value ->> 2 AS progress,
+             value ->> 3 AS message FROM json_each(:updates)) AS u
+WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt
+
+-- name: renew_leases
+UPDATE taskmill_jobs SET lease_expires_at = :now + :lease_s
+WHERE worker = :worker_id AND status = 'running'
+
+-- name: cancel_requested
+SELECT id, attempts FROM taskmill_jobs
+WHERE worker = :worker_id AND status = 'running' AND cancel_requested
+
+-- name: recover_expired_leases
+UPDATE taskmill_jobs
+SET status = CASE WHEN cancel_requested THEN 'cancelled'
+                  WHEN attempts > max_retries THEN 'failed'
+                  ELSE 'pending' END,
+    error = CASE WHEN cancel_requested THEN error
+                 ELSE 'worker lost: lease expired on ' || coalesce(worker, '?') END,
+    finished_at = CASE WHEN cancel_requested OR attempts > max_retries THEN :now END,
+    scheduled_at = :now, lease_expires_at = NULL
+WHERE status = 'running' AND lease_expires_at < :now
+
+-- name: next_due_in_any
+SELECT min(scheduled_at) - :now AS due_in_s FROM taskmill_jobs WHERE status = 'pending'
+
+-- name: next_due_in_queues
+SELECT min(scheduled_at) - :now AS due_in_s FROM taskmill_jobs
+WHERE status = 'pending' AND queue IN (SELECT value FROM json_each(:queues))
+
+-- name: queue_counts
+SELECT queue, status, count(*) AS count FROM taskmill_jobs GROUP BY queue, status
+
+-- name: register_worker
+INSERT INTO taskmill_workers (id, host, pid, queues, concurrency, started_at, heartbeat_at)
+VALUES (:id, :host, :pid, :queues, :concurrency, :now, :now)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = :now, stopped_at = NULL
+
+-- name: worker_heartbeat
+UPDATE taskmill_workers SET heartbeat_at = :now WHERE id = :id
+
+-- name: unregister_worker
+UPDATE taskmill_workers SET stopped_at = :now WHERE id = :id

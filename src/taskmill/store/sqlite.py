@@ -1,0 +1,309 @@
+"""The SQLite store: one file in WAL mode, shared safely by an API process and several
+worker processes on one machine."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from taskmill.errors import StoreError, StoreUnavailable
+from taskmill.jobs import Job, NewJob
+from taskmill.store.base import JobFilter, guarded_result, Outcome, Progress, QueueCounts, WorkerInfo
+from taskmill.store.migrate import apply_migrations
+from taskmill.store.queries import queries
+from taskmill.store.rows import job_from_row
+
+Q = queries("sqlite")
+BUSY_TIMEOUT_S = 30.0  # writers queue on the file lock; this bounds the wait
+
+
+def path_from_url(url: str) -> str:
+    """sqlite:///relative/path, sqlite:////absolute/path, sqlite:///:memory: is refused
+    (workers in other processes could not see it)."""
+    path = url.removeprefix("sqlite://").removeprefix("/")
+    if not path or path == ":memory:":
+        raise StoreError(f"{url!r}: give a file path, e.g. sqlite:///taskmill-data/taskmill.db")
+    return path
+
+
+def _epoch(value: Any) -> float | None:
+    return None if value is None else value.timestamp()  # type: ignore[no-any-return]
+
+
+def _statements(script: str) -> Iterator[str]:
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer
+            buffer = ""
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "unable to open" in str(exc):
+            raise StoreUnavailable(f"SQLite: {exc}") from exc
+        raise StoreError(f"SQLite: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"SQLite: {exc}") from exc
+
+
+class SQLiteListener:
+    """SQLite has no notifications; `PRAGMA data_version` on a private connection changes
+    whenever another connection commits, and costs microseconds to read."""
+
+    poll_interval_s = 0.002
+
+    def __init__(self, path: str) -> None:
+        with translate_errors():
+            self._conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        self._last = -1
+
+    def fileno(self) -> int | None:
+        return None
+
+    def check(self) -> bool:
+        with translate_errors():
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        changed, self._last = version != self._last, version
+        return bool(changed)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class SQLiteStore:
+    dialect = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        self.path = path_from_url(url)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            with translate_errors():
+                conn = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                    check_same_thread=False,
+                )  # fmt: skip
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode = WAL")
+                # FULL: a job whose id a client received survives power loss, not only a crash.
+                conn.execute("PRAGMA synchronous = FULL")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction. IMMEDIATE takes the write lock up front, so two workers never
+        both read the same pending row and then both update it."""
+        conn = self._connection()
+        with translate_errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _read(self, name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+        with translate_errors():
+            return self._connection().execute(Q[name], params).fetchall()
+
+    def _write(self, name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+        with self._tx() as conn:
+            return conn.execute(Q[name], {"now": time.time(), **params}).fetchall()
+
+    @staticmethod
+    def _to_jobs(rows: Sequence[sqlite3.Row]) -> list[Job]:
+        return [job_from_row(r, epoch_times=True, json_text=True) for r in rows]
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        with self._tx() as conn:
+            conn.execute(Q["schema_version_table"])
+            current = conn.execute(Q["schema_version"]).fetchone()[0]
+
+            def run_script(sql: str) -> None:
+                # executescript() would COMMIT our transaction; run statement by statement.
+                for statement in _statements(sql):
+                    conn.execute(statement)
+
+            return apply_migrations(
+                "sqlite",
+                current=int(current),
+                run_script=run_script,
+                record=lambda v: conn.execute(
+                    Q["record_schema_version"], {"version": v, "now": time.time()}
+                ),
+            )
+
+    def schema_version(self) -> int:
+        with translate_errors():
+            conn = self._connection()
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'taskmill_schema'"
+            ).fetchone()
+            return int(conn.execute(Q["schema_version"]).fetchone()[0]) if exists else 0
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def insert_jobs(self, jobs: Sequence[NewJob]) -> list[Job]:
+        if not jobs:
+            return []
+        payload = json.dumps(
+            [
+                [j.id, j.task, j.queue, j.priority, j.args_json, j.kwargs_json, j.max_retries,
+                 j.timeout_s, j.backoff, j.idempotency_key, _epoch(j.scheduled_at)]
+                for j in jobs
+            ]
+        )  # fmt: skip
+        with self._tx() as conn:
+            rows = conn.execute(Q["insert_jobs"], {"jobs": payload, "now": time.time()})
+            inserted = {job.id: job for job in self._to_jobs(rows.fetchall())}
+            # Inside the same write transaction, so a concurrent enqueue cannot slip between.
+            return [
+                inserted.get(j.id)
+                or self._to_jobs(
+                    conn.execute(
+                        Q["find_by_idempotency_key"], {"task": j.task, "key": j.idempotency_key}
+                    ).fetchall()
+                )[0]
+                for j in jobs
+            ]
+
+    def get_job(self, job_id: str) -> Job | None:
+        found = self._to_jobs(self._read("get_job", {"id": job_id}))
+        return found[0] if found else None
+
+    def list_jobs(self, filt: JobFilter, *, limit: int, before_id: str | None) -> list[Job]:
+        params = {
+            "status": filt.status,
+            "queue": filt.queue,
+            "task": filt.task,
+            "before_id": before_id,
+            "limit": limit,
+        }
+        return self._to_jobs(self._read("list_jobs", params))
+
+    def _guarded(self, name: str, job_id: str, action: str) -> Job:
+        changed = self._to_jobs(self._write(name, {"id": job_id}))
+        return guarded_result(job_id, action, changed, self.get_job)
+
+    def cancel_job(self, job_id: str) -> Job:
+        return self._guarded("cancel_job", job_id, "cancel")
+
+    def retry_job(self, job_id: str) -> Job:
+        return self._guarded("retry_job", job_id, "retry")
+
+    def claim_jobs(
+        self, *, worker_id: str, queues: Sequence[str] | None, limit: int, lease_s: float
+    ) -> list[Job]:
+        params = {"worker_id": worker_id, "limit": limit, "lease_s": lease_s}
+        if queues is None:
+            return self._to_jobs(self._write("claim_jobs_any", params))
+        return self._to_jobs(
+            self._write("claim_jobs_in_queues", {**params, "queues": json.dumps(list(queues))})
+        )
+
+    def finish_jobs(self, outcomes: Sequence[Outcome]) -> int:
+        if not outcomes:
+            return 0
+        payload = json.dumps(
+            [
+                [o.job_id, o.attempt, o.status.value, o.result_json, o.error, o.traceback,
+                 o.started_at.timestamp(), o.finished_at.timestamp(), o.retry_delay_s]
+                for o in outcomes
+            ]
+        )  # fmt: skip
+        with self._tx() as conn:
+            return conn.execute(
+                Q["finish_jobs"], {"outcomes": payload, "now": time.time()}
+            ).rowcount
+
+    def release_jobs(self, jobs: Sequence[tuple[str, int]]) -> int:
+        if not jobs:
+            return 0
+        with self._tx() as conn:
+            return conn.execute(
+                Q["release_jobs"], {"jobs": json.dumps(list(jobs)), "now": time.time()}
+            ).rowcount
+
+    def set_progress(self, updates: Sequence[Progress]) -> None:
+        if updates:
+            payload = json.dumps([[u.job_id, u.attempt, u.fraction, u.message] for u in updates])
+            self._write("set_progress", {"updates": payload})
+
+    def heartbeat(self, *, worker_id: str, lease_s: float) -> None:
+        with self._tx() as conn:
+            now = time.time()
+            conn.execute(Q["worker_heartbeat"], {"id": worker_id, "now": now})
+            conn.execute(Q["renew_leases"], {"worker_id": worker_id, "lease_s": lease_s, "now": now})
+
+    def cancel_requested(self, *, worker_id: str) -> list[tuple[str, int]]:
+        rows = self._read("cancel_requested", {"worker_id": worker_id})
+        return [(r["id"], int(r["attempts"])) for r in rows]
+
+    def recover_expired_leases(self) -> int:
+        with self._tx() as conn:
+            return conn.execute(Q["recover_expired_leases"], {"now": time.time()}).rowcount
+
+    def next_due_in_s(self, queues: Sequence[str] | None) -> float | None:
+        if queues is None:
+            rows = self._read("next_due_in_any", {"now": time.time()})
+        else:
+            rows = self._read(
+                "next_due_in_queues", {"now": time.time(), "queues": json.dumps(list(queues))}
+            )
+        due = rows[0]["due_in_s"]
+        return None if due is None else float(due)
+
+    def queue_counts(self) -> list[QueueCounts]:
+        return [
+            QueueCounts(r["queue"], r["status"], int(r["count"]))
+            for r in self._read("queue_counts", {})
+        ]
+
+    # -- workers --------------------------------------------------------------------------
+
+    def register_worker(self, info: WorkerInfo) -> None:
+        self._write(
+            "register_worker",
+            {
+                "id": info.id,
+                "host": info.host,
+                "pid": info.pid,
+                "queues": info.queues_json,
+                "concurrency": info.concurrency,
+            },
+        )
+
+    def unregister_worker(self, worker_id: str) -> None:
+        self._write("unregister_worker", {"id": worker_id})
+
+    def listener(self) -> SQLiteListener:
+        return SQLiteListener(self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
