@@ -60,7 +60,7 @@ class Taskmill:
         backoff: float = 2.0,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
-    def task(
+    def task(  # type: ignore[misc]  # mypy cannot match a ParamSpec-only overload
         self,
         fn: Callable[P, R] | None = None,
         /,
@@ -161,7 +161,9 @@ class Taskmill:
             raise ValidationError(f"a job spec must be a mapping, got {type(spec).__name__}")
         unknown = set(spec) - ENQUEUE_KEYS
         if unknown:
-            raise ValidationError(f"unknown keys {sorted(unknown)} (allowed: {sorted(ENQUEUE_KEYS)})")
+            raise ValidationError(
+                f"unknown keys {sorted(unknown)} (allowed: {sorted(ENQUEUE_KEYS)})"
+            )
         options = {k: v for k, v in spec.items() if k != "task"}
         return self.get_task(spec.get("task")).new_job(**options)
 
@@ -181,7 +183,8 @@ class Taskmill:
         limit: int = 50,
         cursor: str | None = None,
     ) -> list[Job]:
-        """Jobs newest first; pass the last id of a page as `cursor` for the next page."""
+        """Jobs newest first; pass the last id of a page as `cursor` for the next page.
+        Raises ValidationError for a bad status, limit or cursor."""
         if status is not None:
             try:
                 status = JobStatus(status)
@@ -192,7 +195,7 @@ class Taskmill:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise ValidationError(f"limit must be from 1 to 1000, got {limit!r}")
         filt = JobFilter(status=status, queue=queue, task=task)
-        return self.store.list_jobs(filt, limit=limit, before_id=cursor and _check_id(cursor))
+        return self.store.list_jobs(filt, limit=limit, before_id=_check_cursor(cursor))
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Block until the job is completed, failed or cancelled, and return it.
@@ -229,9 +232,20 @@ class Taskmill:
     migrate_async = async_twin(migrate)
 
 
+def _check_cursor(cursor: object) -> str | None:
+    # A bad cursor is bad input to a list, not a missing job; "" (as in `?cursor=`) is none.
+    if cursor is None or cursor == "":
+        return None
+    try:
+        return str(uuid.UUID(str(cursor)))
+    except ValueError:
+        raise ValidationError(
+            f"cursor must be the id of the last job of a page, got {cursor!r}"
+        ) from None
+
+
 def _check_id(job_id: object) -> str:
     try:
         return str(uuid.UUID(str(job_id)))
     except ValueError:
         raise JobNotFound(f"no job with id {job_id!r} (not a job id)") from None
-

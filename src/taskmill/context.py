@@ -28,7 +28,9 @@ class JobContext:
         if not 0.0 <= fraction <= 1.0:
             raise ValidationError(f"progress must be from 0 to 1, got {fraction}")
         if message is not None and not isinstance(message, str):
-            raise ValidationError(f"progress message must be a string, got {type(message).__name__}")
+            raise ValidationError(
+                f"progress message must be a string, got {type(message).__name__}"
+            )
         self._sink(self.id, float(fraction), message[:500] if message else message)
 
 

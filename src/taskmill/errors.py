@@ -45,7 +45,7 @@ class PermanentError(Exception):
     """Raised by a task: fail the job now, without further retries."""
 
 
-class Retry(Exception):  # noqa: N818 - the name users raise, as in the spec
+class Retry(Exception):
     """Raised by a task: ask for another attempt, optionally after `delay` seconds.
 
     The attempt still counts against `max_retries`.

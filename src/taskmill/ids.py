@@ -7,26 +7,33 @@ import threading
 import time
 import uuid
 
-_lock = threading.Lock()
-_last_ms = 0
-_counter = 0
 
-
-def new_id() -> str:
-    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then a 12-bit counter that keeps ids
+class _Uuid7Source:
+    """UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then a 12-bit counter that keeps ids
     from one process strictly increasing within a millisecond, then 62 random bits."""
-    global _last_ms, _counter
-    with _lock:
-        ms = time.time_ns() // 1_000_000
-        if ms <= _last_ms:
-            _counter += 1
-            if _counter > 0xFFF:  # counter spent: borrow the next millisecond
-                _last_ms += 1
-                _counter = 0
-            ms = _last_ms
-        else:
-            _last_ms, _counter = ms, 0
-        seq = _counter
-    rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
-    value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
-    return str(uuid.UUID(int=value))
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = 0
+        self._counter = 0
+
+    def _tick(self) -> tuple[int, int]:
+        with self._lock:
+            ms = time.time_ns() // 1_000_000
+            if ms > self._last_ms:
+                self._last_ms, self._counter = ms, 0
+            else:
+                self._counter += 1
+                if self._counter > 0xFFF:  # counter spent: borrow the next millisecond
+                    self._last_ms, self._counter = self._last_ms + 1, 0
+            return self._last_ms, self._counter
+
+    def __call__(self) -> str:
+        ms, seq = self._tick()
+        rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+        value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
+        return str(uuid.UUID(int=value))
+
+
+new_id = _Uuid7Source()
+"""A new job id: a UUIDv7 string, increasing within this process."""

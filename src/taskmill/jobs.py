@@ -24,6 +24,7 @@ class JobStatus(enum.StrEnum):
 
 FINAL_STATES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One request to run a task, as stored. Timestamps are timezone-aware UTC."""

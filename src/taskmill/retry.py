@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import random
 from dataclasses import dataclass
 
@@ -35,7 +36,11 @@ def backoff_delay_s(
     """Seconds to wait before the attempt after `attempt` (1-based): `backoff ** attempt`,
     capped at `cap_s`, with "equal jitter" — a uniform draw from the upper half — so that
     jobs failing together do not all come back in the same instant."""
-    base = min(cap_s, backoff**attempt) if backoff > 0 else 0.0
+    try:
+        power = backoff**attempt
+    except OverflowError:  # e.g. backoff 10 at attempt 400: max_retries allows 1000
+        power = math.inf
+    base = min(cap_s, power) if backoff > 0 else 0.0
     draw = (rng or random).random()
     return base / 2 + draw * base / 2
 

@@ -118,32 +118,47 @@ def _refuse_non_json(value: object) -> object:
 
 def to_json(value: object, what: str) -> str:
     """Encode as compact JSON, refusing anything JSON cannot carry exactly
-    (objects, bytes, NaN, non-string keys) with a message naming `what`."""
+    (objects, bytes, NaN, non-string keys, strings with NUL or lone surrogates, circular
+    or absurdly deep nesting) with a message naming `what`."""
     try:
-        _check_keys(value)
+        _check_tree(value)
         return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_refuse_non_json)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{what} must be JSON: {exc}") from None
+    except RecursionError:
+        raise ValidationError(f"{what} must be JSON: nested too deeply or circular") from None
 
 
-def _check_keys(value: object) -> None:
+def _check_tree(value: object) -> None:
     # json.dumps silently turns int keys into strings; the task would get other data back.
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"object key {key!r} is not a string")
-            _check_keys(item)
+            _check_text(key)
+            _check_tree(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            _check_keys(item)
+            _check_tree(item)
+    elif isinstance(value, str):
+        _check_text(value)
+
+
+def _check_text(text: str) -> None:
+    # PostgreSQL's jsonb holds neither NUL nor lone surrogates (SQLite would): refuse them
+    # here, so that both backends accept the same arguments and the store never fails.
+    if "\x00" in text:
+        raise TypeError(f"string {text!r:.40} contains NUL (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TypeError(f"string {text!r:.40} is not valid Unicode (a lone surrogate)") from None
 
 
 class Task(Generic[P, R]):
     """A registered function. Call it to run it here; `enqueue` it to run it on a worker."""
 
-    def __init__(
-        self, app: Taskmill, fn: Callable[P, R], name: str, options: TaskOptions
-    ) -> None:
+    def __init__(self, app: Taskmill, fn: Callable[P, R], name: str, options: TaskOptions) -> None:
         self.app = app
         self.fn = fn
         self.name = name
@@ -192,19 +207,15 @@ class Task(Generic[P, R]):
         if not isinstance(kwargs, Mapping):
             raise ValidationError(f"kwargs must be an object, got {type(kwargs).__name__}")
         self.check_arguments(args, kwargs)
+        overrides: dict[str, Any] = {
+            "queue": queue,
+            "priority": priority,
+            "max_retries": max_retries,
+            "timeout_s": timeout,
+            "backoff": backoff,
+        }
         opts = replace(
-            self.options,
-            **{
-                k: v
-                for k, v in {
-                    "queue": queue,
-                    "priority": priority,
-                    "max_retries": max_retries,
-                    "timeout_s": timeout,
-                    "backoff": backoff,
-                }.items()
-                if v is not None
-            },
+            self.options, **{k: v for k, v in overrides.items() if v is not None}
         ).validated()
         return NewJob(
             id=new_id(),

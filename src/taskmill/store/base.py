@@ -145,6 +145,21 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def clean_text(text: str | None) -> str | None:
+    """Free text (errors, tracebacks, progress messages) as both databases can keep it. A
+    task's exception message may hold NUL or lone surrogates: PostgreSQL refuses those and
+    SQLite cuts the text at NUL, so the outcome would be lost or mangled. NUL becomes U+FFFD,
+    a lone surrogate "?"."""
+    if text is None:
+        return None
+    text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def guarded_result(
     job_id: str, action: str, changed: Sequence[Job], current: Callable[[str], Job | None]
 ) -> Job:

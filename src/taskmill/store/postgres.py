@@ -14,7 +14,15 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from taskmill.errors import StoreError, StoreUnavailable
 from taskmill.jobs import Job, NewJob
-from taskmill.store.base import JobFilter, guarded_result, Outcome, Progress, QueueCounts, WorkerInfo
+from taskmill.store.base import (
+    JobFilter,
+    Outcome,
+    Progress,
+    QueueCounts,
+    WorkerInfo,
+    clean_text,
+    guarded_result,
+)
 from taskmill.store.migrate import apply_migrations
 from taskmill.store.queries import queries
 from taskmill.store.rows import job_from_row
@@ -31,7 +39,9 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 
 
 def _normalize_url(url: str) -> str:
-    return "postgresql://" + url.removeprefix("postgres://") if url.startswith("postgres://") else url
+    return (
+        "postgresql://" + url.removeprefix("postgres://") if url.startswith("postgres://") else url
+    )
 
 
 @contextmanager
@@ -41,6 +51,8 @@ def translate_errors() -> Iterator[None]:
         yield
     except PoolTimeout as exc:
         raise StoreUnavailable(f"PostgreSQL unreachable: {exc}") from exc
+    except psycopg.errors.UndefinedTable as exc:
+        raise StoreError(f"PostgreSQL: {exc} (run `taskmill migrate` first)") from exc
     except psycopg.OperationalError as exc:
         raise StoreUnavailable(f"PostgreSQL unreachable: {str(exc).strip()}") from exc
     except psycopg.Error as exc:
@@ -100,7 +112,9 @@ class PostgresStore:
             return cur.fetchall()
 
     def _jobs(self, name: str, params: dict[str, Any]) -> list[Job]:
-        return [job_from_row(r, epoch_times=False, json_text=False) for r in self._rows(name, params)]
+        return [
+            job_from_row(r, epoch_times=False, json_text=False) for r in self._rows(name, params)
+        ]
 
     def _execute(self, name: str, params: dict[str, Any]) -> int:
         with self._conn() as conn:
@@ -206,8 +220,8 @@ class PostgresStore:
                 "attempts": [o.attempt for o in outcomes],
                 "statuses": [o.status.value for o in outcomes],
                 "results": [o.result_json for o in outcomes],
-                "errors": [o.error for o in outcomes],
-                "tracebacks": [o.traceback for o in outcomes],
+                "errors": [clean_text(o.error) for o in outcomes],
+                "tracebacks": [clean_text(o.traceback) for o in outcomes],
                 "started": [o.started_at for o in outcomes],
                 "finished": [o.finished_at for o in outcomes],
                 "delays": [o.retry_delay_s for o in outcomes],
@@ -230,7 +244,7 @@ class PostgresStore:
                     "ids": [u.job_id for u in updates],
                     "attempts": [u.attempt for u in updates],
                     "progress": [u.fraction for u in updates],
-                    "messages": [u.message for u in updates],
+                    "messages": [clean_text(u.message) for u in updates],
                 },
             )
 
@@ -253,7 +267,8 @@ class PostgresStore:
 
     def queue_counts(self) -> list[QueueCounts]:
         return [
-            QueueCounts(r["queue"], r["status"], int(r["count"])) for r in self._rows("queue_counts")
+            QueueCounts(r["queue"], r["status"], int(r["count"]))
+            for r in self._rows("queue_counts")
         ]
 
     # -- workers --------------------------------------------------------------------------

@@ -14,7 +14,15 @@ from typing import Any
 
 from taskmill.errors import StoreError, StoreUnavailable
 from taskmill.jobs import Job, NewJob
-from taskmill.store.base import JobFilter, guarded_result, Outcome, Progress, QueueCounts, WorkerInfo
+from taskmill.store.base import (
+    JobFilter,
+    Outcome,
+    Progress,
+    QueueCounts,
+    WorkerInfo,
+    clean_text,
+    guarded_result,
+)
 from taskmill.store.migrate import apply_migrations
 from taskmill.store.queries import queries
 from taskmill.store.rows import job_from_row
@@ -33,7 +41,11 @@ def path_from_url(url: str) -> str:
 
 
 def _epoch(value: Any) -> float | None:
-    return None if value is None else value.timestamp()  # type: ignore[no-any-return]
+    return None if value is None else float(value.timestamp())
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    return dict(zip([c[0] for c in cursor.description], row, strict=True))
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -52,6 +64,8 @@ def translate_errors() -> Iterator[None]:
     except sqlite3.OperationalError as exc:
         if "unable to open" in str(exc):
             raise StoreUnavailable(f"SQLite: {exc}") from exc
+        if "no such table" in str(exc):
+            raise StoreError(f"SQLite: {exc} (run `taskmill migrate` first)") from exc
         raise StoreError(f"SQLite: {exc}") from exc
     except sqlite3.Error as exc:
         raise StoreError(f"SQLite: {exc}") from exc
@@ -99,7 +113,7 @@ class SQLiteStore:
                     self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                     check_same_thread=False,
                 )  # fmt: skip
-                conn.row_factory = sqlite3.Row
+                conn.row_factory = _dict_row
                 conn.execute("PRAGMA journal_mode = WAL")
                 # FULL: a job whose id a client received survives power loss, not only a crash.
                 conn.execute("PRAGMA synchronous = FULL")
@@ -122,16 +136,16 @@ class SQLiteStore:
                 raise
             conn.execute("COMMIT")
 
-    def _read(self, name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+    def _read(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with translate_errors():
             return self._connection().execute(Q[name], params).fetchall()
 
-    def _write(self, name: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+    def _write(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._tx() as conn:
             return conn.execute(Q[name], {"now": time.time(), **params}).fetchall()
 
     @staticmethod
-    def _to_jobs(rows: Sequence[sqlite3.Row]) -> list[Job]:
+    def _to_jobs(rows: Sequence[dict[str, Any]]) -> list[Job]:
         return [job_from_row(r, epoch_times=True, json_text=True) for r in rows]
 
     # -- schema ---------------------------------------------------------------------------
@@ -139,7 +153,7 @@ class SQLiteStore:
     def migrate(self) -> int:
         with self._tx() as conn:
             conn.execute(Q["schema_version_table"])
-            current = conn.execute(Q["schema_version"]).fetchone()[0]
+            current = conn.execute(Q["schema_version"]).fetchone()["version"]
 
             def run_script(sql: str) -> None:
                 # executescript() would COMMIT our transaction; run statement by statement.
@@ -161,7 +175,7 @@ class SQLiteStore:
             exists = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'taskmill_schema'"
             ).fetchone()
-            return int(conn.execute(Q["schema_version"]).fetchone()[0]) if exists else 0
+            return int(conn.execute(Q["schema_version"]).fetchone()["version"]) if exists else 0
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -228,8 +242,9 @@ class SQLiteStore:
             return 0
         payload = json.dumps(
             [
-                [o.job_id, o.attempt, o.status.value, o.result_json, o.error, o.traceback,
-                 o.started_at.timestamp(), o.finished_at.timestamp(), o.retry_delay_s]
+                [o.job_id, o.attempt, o.status.value, o.result_json, clean_text(o.error),
+                 clean_text(o.traceback), o.started_at.timestamp(), o.finished_at.timestamp(),
+                 o.retry_delay_s]
                 for o in outcomes
             ]
         )  # fmt: skip
@@ -248,14 +263,18 @@ class SQLiteStore:
 
     def set_progress(self, updates: Sequence[Progress]) -> None:
         if updates:
-            payload = json.dumps([[u.job_id, u.attempt, u.fraction, u.message] for u in updates])
+            payload = json.dumps(
+                [[u.job_id, u.attempt, u.fraction, clean_text(u.message)] for u in updates]
+            )
             self._write("set_progress", {"updates": payload})
 
     def heartbeat(self, *, worker_id: str, lease_s: float) -> None:
         with self._tx() as conn:
             now = time.time()
             conn.execute(Q["worker_heartbeat"], {"id": worker_id, "now": now})
-            conn.execute(Q["renew_leases"], {"worker_id": worker_id, "lease_s": lease_s, "now": now})
+            conn.execute(
+                Q["renew_leases"], {"worker_id": worker_id, "lease_s": lease_s, "now": now}
+            )
 
     def cancel_requested(self, *, worker_id: str) -> list[tuple[str, int]]:
         rows = self._read("cancel_requested", {"worker_id": worker_id})

@@ -1,0 +1,53 @@
+"""Messages between the supervisor and its children (pickled over a pipe; internal only —
+job arguments and results are JSON in the store)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What a child needs to run one attempt."""
+
+    id: str
+    attempt: int
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+class ReportKind(enum.Enum):
+    OK = "ok"
+    ERROR = "error"
+    PERMANENT = "permanent"
+    RETRY = "retry"
+    SKIPPED = "skipped"  # cancelled before it started: never ran
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """How one attempt ended in the child. Times are Unix seconds."""
+
+    job_id: str
+    attempt: int
+    kind: ReportKind
+    started_at: float
+    finished_at: float
+    result_json: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    retry_delay_s: float | None = None
+
+
+# supervisor -> child
+RUN = "run"  # payload: list[JobSpec], run in order after those already given
+CANCEL = "cancel"  # payload: job id; skip it if it has not started
+DRAIN = "drain"  # finish the current job, hand back the rest
+# child -> supervisor
+READY = "ready"  # payload: pid
+DONE = "done"  # payload: Report
+PROGRESS = "progress"  # payload: (job id, attempt, fraction, message)
+RETURNED = "returned"  # payload: list of (job id, attempt) never started
