@@ -68,6 +68,8 @@ class NewJob:
     task: str
     queue: str
     priority: int
+    args: list[JSONValue]
+    kwargs: dict[str, JSONValue]
     args_json: str
     kwargs_json: str
     max_retries: int
@@ -75,3 +77,13 @@ class NewJob:
     backoff: float
     idempotency_key: str | None
     scheduled_at: datetime | None  # None: now, by the database's clock
+
+    def stored(self, created_at: datetime) -> Job:
+        """The Job this insert produced, given the time the database stamped on it."""
+        return Job(
+            id=self.id, task=self.task, queue=self.queue, priority=self.priority,
+            status=JobStatus.PENDING, args=self.args, kwargs=self.kwargs, attempts=0,
+            max_retries=self.max_retries, timeout_s=self.timeout_s, backoff=self.backoff,
+            idempotency_key=self.idempotency_key, created_at=created_at,
+            scheduled_at=self.scheduled_at or created_at,
+        )  # fmt: skip

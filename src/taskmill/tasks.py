@@ -185,6 +185,24 @@ class Task(Generic[P, R]):
         except TypeError as exc:
             raise ValidationError(f"bad arguments for task {self.name!r}: {exc}") from None
 
+    def _options(
+        self,
+        queue: str | None,
+        priority: int | None,
+        max_retries: int | None,
+        timeout: float | None,
+        backoff: float | None,
+    ) -> TaskOptions:
+        overrides: dict[str, Any] = {
+            "queue": queue,
+            "priority": priority,
+            "max_retries": max_retries,
+            "timeout_s": timeout,
+            "backoff": backoff,
+        }
+        changed = {k: v for k, v in overrides.items() if v is not None}
+        return replace(self.options, **changed).validated() if changed else self.options
+
     def new_job(
         self,
         args: Sequence[Any] | None = None,
@@ -207,23 +225,17 @@ class Task(Generic[P, R]):
         if not isinstance(kwargs, Mapping):
             raise ValidationError(f"kwargs must be an object, got {type(kwargs).__name__}")
         self.check_arguments(args, kwargs)
-        overrides: dict[str, Any] = {
-            "queue": queue,
-            "priority": priority,
-            "max_retries": max_retries,
-            "timeout_s": timeout,
-            "backoff": backoff,
-        }
-        opts = replace(
-            self.options, **{k: v for k, v in overrides.items() if v is not None}
-        ).validated()
+        opts = self._options(queue, priority, max_retries, timeout, backoff)
+        args, kwargs = list(args), dict(kwargs)
         return NewJob(
             id=new_id(),
             task=self.name,
             queue=opts.queue,
             priority=opts.priority,
-            args_json=to_json(list(args), "args"),
-            kwargs_json=to_json(dict(kwargs), "kwargs"),
+            args=args,
+            kwargs=kwargs,
+            args_json=to_json(args, "args") if args else "[]",
+            kwargs_json=to_json(kwargs, "kwargs") if kwargs else "{}",
             max_retries=opts.max_retries,
             timeout_s=opts.timeout_s,
             backoff=opts.backoff,

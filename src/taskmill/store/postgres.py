@@ -31,6 +31,7 @@ log = logging.getLogger("taskmill.store")
 
 Q = queries("postgres")
 POOL_MAX_SIZE = 10
+COPY_MIN_JOBS = 100  # below this, one INSERT statement is as fast as COPY
 CONNECT_TIMEOUT_S = 5
 
 
@@ -147,27 +148,24 @@ class PostgresStore:
     def insert_jobs(self, jobs: Sequence[NewJob]) -> list[Job]:
         if not jobs:
             return []
-        inserted = {
-            job.id: job
-            for job in self._jobs(
-                "insert_jobs",
-                {
-                    "ids": [j.id for j in jobs],
-                    "tasks": [j.task for j in jobs],
-                    "queues": [j.queue for j in jobs],
-                    "priorities": [j.priority for j in jobs],
-                    "args": [j.args_json for j in jobs],
-                    "kwargs": [j.kwargs_json for j in jobs],
-                    "max_retries": [j.max_retries for j in jobs],
-                    "timeouts": [j.timeout_s for j in jobs],
-                    "backoffs": [j.backoff for j in jobs],
-                    "keys": [j.idempotency_key for j in jobs],
-                    "scheduled": [j.scheduled_at for j in jobs],
-                },
-            )
+        if len(jobs) >= COPY_MIN_JOBS and not any(j.idempotency_key for j in jobs):
+            return self._copy_jobs(jobs)
+        params = {
+            "ids": [j.id for j in jobs],
+            "tasks": [j.task for j in jobs],
+            "queues": [j.queue for j in jobs],
+            "priorities": [j.priority for j in jobs],
+            "args": [j.args_json for j in jobs],
+            "kwargs": [j.kwargs_json for j in jobs],
+            "max_retries": [j.max_retries for j in jobs],
+            "timeouts": [j.timeout_s for j in jobs],
+            "backoffs": [j.backoff for j in jobs],
+            "keys": [j.idempotency_key for j in jobs],
+            "scheduled": [j.scheduled_at for j in jobs],
         }
+        inserted = {str(r["id"]): r["created_at"] for r in self._rows("insert_jobs", params)}
         if len(inserted) == len(jobs):
-            return [inserted[j.id] for j in jobs]
+            return [j.stored(inserted[j.id]) for j in jobs]
         dupes = [j for j in jobs if j.id not in inserted]
         existing = {
             (job.task, job.idempotency_key): job
@@ -176,7 +174,21 @@ class PostgresStore:
                 {"tasks": [j.task for j in dupes], "keys": [j.idempotency_key for j in dupes]},
             )
         }
-        return [inserted.get(j.id) or existing[(j.task, j.idempotency_key)] for j in jobs]
+        return [
+            j.stored(inserted[j.id]) if j.id in inserted else existing[(j.task, j.idempotency_key)]
+            for j in jobs
+        ]
+
+    def _copy_jobs(self, jobs: Sequence[NewJob]) -> list[Job]:
+        with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            now = cur.execute(Q["transaction_time"]).fetchone()[0]  # type: ignore[index]
+            with cur.copy(Q["copy_jobs"]) as copy:
+                for j in jobs:
+                    copy.write_row(
+                        (j.id, j.task, j.queue, j.priority, j.args_json, j.kwargs_json,
+                         j.max_retries, j.timeout_s, j.backoff, j.scheduled_at or now)
+                    )  # fmt: skip
+        return [j.stored(now) for j in jobs]
 
     def get_job(self, job_id: str) -> Job | None:
         found = self._jobs("get_job", {"id": job_id})

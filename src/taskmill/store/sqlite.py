@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -189,13 +190,18 @@ class SQLiteStore:
                 for j in jobs
             ]
         )  # fmt: skip
+        now = time.time()
         with self._tx() as conn:
-            rows = conn.execute(Q["insert_jobs"], {"jobs": payload, "now": time.time()})
-            inserted = {job.id: job for job in self._to_jobs(rows.fetchall())}
+            rows = conn.execute(Q["insert_jobs"], {"jobs": payload, "now": now}).fetchall()
+            inserted = {r["id"] for r in rows}
+            if len(inserted) == len(jobs):
+                created = datetime.fromtimestamp(now, UTC)
+                return [j.stored(created) for j in jobs]
             # Inside the same write transaction, so a concurrent enqueue cannot slip between.
             return [
-                inserted.get(j.id)
-                or self._to_jobs(
+                j.stored(datetime.fromtimestamp(now, UTC))
+                if j.id in inserted
+                else self._to_jobs(
                     conn.execute(
                         Q["find_by_idempotency_key"], {"task": j.task, "key": j.idempotency_key}
                     ).fetchall()

@@ -32,7 +32,17 @@ FROM unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(priorities
      AS t(id, task, queue, priority, args, kwargs, max_retries, timeout_s, backoff,
           idempotency_key, scheduled_at)
 ON CONFLICT (task, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING *
+RETURNING id, created_at
+
+-- name: transaction_time
+SELECT now() AS now
+
+-- name: copy_jobs
+-- Bulk path for batches without idempotency keys: nothing can conflict, and COPY is
+-- several times faster than INSERT. Runs in a transaction after transaction_time, whose
+-- now() is the created_at every row gets.
+COPY taskmill_jobs (id, task, queue, priority, args, kwargs, max_retries, timeout_s, backoff,
+                    scheduled_at) FROM STDIN
 
 -- name: find_by_idempotency_keys
 SELECT j.* FROM taskmill_jobs AS j

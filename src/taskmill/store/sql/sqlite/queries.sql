@@ -23,7 +23,7 @@ SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->
        value ->> 6, value ->> 7, value ->> 8, value ->> 9, :now, coalesce(value ->> 10, :now)
 FROM json_each(:jobs) WHERE true
 ON CONFLICT (task, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING *
+RETURNING id
 
 -- name: find_by_idempotency_key
 SELECT * FROM taskmill_jobs WHERE task = :task AND idempotency_key = :key
