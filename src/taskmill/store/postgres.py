@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from taskmill.errors import StoreError, StoreUnavailable
-from taskmill.jobs import Job, NewJob
+from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.store.base import (
     JobFilter,
     Outcome,
@@ -219,7 +219,10 @@ class PostgresStore:
     def claim_jobs(
         self, *, worker_id: str, queues: Sequence[str] | None, limit: int, lease_s: float
     ) -> list[Job]:
-        params = {"worker_id": worker_id, "limit": limit, "lease_s": lease_s, "queues": queues}
+        params = {
+            "worker_id": worker_id, "limit": limit, "lease_s": lease_s,
+            "queues": None if queues is None else list(queues),
+        }  # fmt: skip
         return self._jobs("claim_jobs_any" if queues is None else "claim_jobs_in_queues", params)
 
     def finish_jobs(self, outcomes: Sequence[Outcome]) -> int:
@@ -274,12 +277,12 @@ class PostgresStore:
 
     def next_due_in_s(self, queues: Sequence[str] | None) -> float | None:
         name = "next_due_in_any" if queues is None else "next_due_in_queues"
-        due = self._rows(name, {"queues": queues})[0]["due_in_s"]
+        due = self._rows(name, {"queues": None if queues is None else list(queues)})[0]["due_in_s"]
         return None if due is None else float(due)
 
     def queue_counts(self) -> list[QueueCounts]:
         return [
-            QueueCounts(r["queue"], r["status"], int(r["count"]))
+            QueueCounts(r["queue"], JobStatus(r["status"]), int(r["count"]))
             for r in self._rows("queue_counts")
         ]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmill.errors import StoreError, StoreUnavailable
-from taskmill.jobs import Job, NewJob
+from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.store.base import (
     JobFilter,
     Outcome,
@@ -47,6 +47,25 @@ def _epoch(value: Any) -> float | None:
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip([c[0] for c in cursor.description], row, strict=True))
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL. Switching needs an exclusive lock and SQLite answers "locked"
+    at once, without the busy timeout, while another connection holds a write lock: so
+    several processes opening a new database together (`taskmill up`, workers starting)
+    would fail. Retry until the busy timeout instead."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    pause_s = 0.002
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause_s > deadline:
+                conn.close()
+                raise
+        time.sleep(pause_s)
+        pause_s = min(pause_s * 2, 0.05)
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -115,7 +134,7 @@ class SQLiteStore:
                     check_same_thread=False,
                 )  # fmt: skip
                 conn.row_factory = _dict_row
-                conn.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(conn)
                 # FULL: a job whose id a client received survives power loss, not only a crash.
                 conn.execute("PRAGMA synchronous = FULL")
             self._local.conn = conn
@@ -302,7 +321,7 @@ class SQLiteStore:
 
     def queue_counts(self) -> list[QueueCounts]:
         return [
-            QueueCounts(r["queue"], r["status"], int(r["count"]))
+            QueueCounts(r["queue"], JobStatus(r["status"]), int(r["count"]))
             for r in self._read("queue_counts", {})
         ]
 

@@ -52,7 +52,10 @@ class WorkerOptions:
     lease_s: float | None = None  # None: the app's settings
     max_prefetch: int = 64
     max_tasks_per_child: int | None = None
-    start_method: str = "forkserver"
+    # spawn: children are our direct children, so a signal to the process group reaches
+    # them (they ignore it) rather than killing a fork server we depend on; and nothing
+    # inherited from our threads or connections (psycopg's pool, libvips) can deadlock them.
+    start_method: str = "spawn"
 
 
 class Phase(Enum):
@@ -79,7 +82,7 @@ class Supervisor:
         self.listener: Listener | None = None
         self.maybe_work = True
         self.next_poll = 0.0
-        self.avg_job_s = 0.0
+        self.avg_job_s: float | None = None  # moving average of recent job durations
         self.store_down_until = 0.0
         self.outage_backoff_s = 0.0
         self._timers: dict[str, float] = {}
@@ -91,11 +94,6 @@ class Supervisor:
     def run(self) -> int:
         """Serve until stopped by signal; returns the process exit code."""
         self._install_signals()
-        if self.options.start_method == "forkserver":
-            preload = ["taskmill.worker.child"]
-            if self.options.app_ref:
-                preload.append(self.options.app_ref.partition(":")[0])
-            self.ctx.set_forkserver_preload(preload)
         self._guarded(lambda: self.store.register_worker(self._info()))
         self.start_children()
         log.info(
@@ -222,7 +220,7 @@ class Supervisor:
         self.outcomes.append(outcomes.from_report(job, report))
         self.progress.pop(job.id, None)
         took = max(0.0, report.finished_at - report.started_at)
-        self.avg_job_s = 0.9 * self.avg_job_s + 0.1 * took
+        self.avg_job_s = took if self.avg_job_s is None else 0.9 * self.avg_job_s + 0.1 * took
         if self._spent(child) and not child.assigned:
             self._recycle(child, f"served {child.jobs_done} jobs")
 
@@ -233,11 +231,14 @@ class Supervisor:
     # -- claiming -------------------------------------------------------------------------
 
     def _prefetch(self) -> int:
-        """Jobs per child: enough short jobs to cover ~50 ms, one when jobs are long (so
-        long jobs are not held back from other workers)."""
-        if self.avg_job_s <= 0:
-            return self.options.max_prefetch
-        return max(1, min(self.options.max_prefetch, int(TARGET_BUFFER_S / self.avg_job_s)))
+        """Jobs per child: enough short jobs to cover ~50 ms; one while durations are unknown
+        or long, so a job marked running is running, not queued behind another in a child,
+        and long jobs are not held back from other workers."""
+        if self.avg_job_s is None:
+            return 1
+        return max(
+            1, min(self.options.max_prefetch, int(TARGET_BUFFER_S / max(self.avg_job_s, 1e-6)))
+        )
 
     def _claim(self) -> None:
         if not self.maybe_work and time.monotonic() < self.next_poll:
@@ -448,7 +449,7 @@ class Supervisor:
             self.outage_backoff_s = min(OUTAGE_BACKOFF_MAX_S, max(0.25, self.outage_backoff_s * 2))
             self.store_down_until = time.monotonic() + self.outage_backoff_s
             log.error(
-                "store unavailable, retrying in %.1fs: %s", self.outage_backoff_s, exc,
+                "store call failed, retrying in %.1fs: %s", self.outage_backoff_s, exc,
                 extra={"action": "store_unavailable"},
             )  # fmt: skip
             return FAILED
