@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from taskmill import Taskmill
-
 from tests.integration.workers import WorkerProcess
 from tests.worker_app import app as worker_app
 
