@@ -73,13 +73,20 @@ WHERE id = %(id)s::uuid AND status IN ('pending', 'running')
 RETURNING *
 
 -- name: retry_job
-UPDATE taskmill_jobs
-SET status = 'pending', attempts = 0, scheduled_at = now(), started_at = NULL,
-    finished_at = NULL, duration_s = NULL, worker = NULL, lease_expires_at = NULL,
-    result = NULL, error = NULL, traceback = NULL, progress = NULL, progress_message = NULL,
-    cancel_requested = false
-WHERE id = %(id)s::uuid AND status IN ('failed', 'cancelled')
-RETURNING *
+-- Wakes idle workers like an insert does: the job is due now.
+WITH retried AS (
+    UPDATE taskmill_jobs
+    SET status = 'pending', attempts = 0, scheduled_at = now(), started_at = NULL,
+        finished_at = NULL, duration_s = NULL, worker = NULL, lease_expires_at = NULL,
+        result = NULL, error = NULL, traceback = NULL, progress = NULL, progress_message = NULL,
+        cancel_requested = false
+    WHERE id = %(id)s::uuid AND status IN ('failed', 'cancelled')
+    RETURNING *
+), notified AS (
+    SELECT pg_notify('taskmill_jobs', '') FROM retried
+)
+-- A CTE nobody reads is never run: the always-true test makes `notified` happen.
+SELECT * FROM retried WHERE (SELECT count(*) FROM notified) >= 0
 
 -- name: claim_jobs_any
 -- SKIP LOCKED: concurrent claimers pass over each other's rows instead of queueing on them.
@@ -143,7 +150,9 @@ WITH released AS (
     WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt
     RETURNING 1
 )
-SELECT count(*) AS released, pg_notify('taskmill_jobs', '') AS notified FROM released
+SELECT count(*) AS released,
+       CASE WHEN count(*) > 0 THEN pg_notify('taskmill_jobs', '') END AS notified
+FROM released
 
 -- name: set_progress
 UPDATE taskmill_jobs AS j
@@ -181,7 +190,10 @@ WITH expired AS (
     FROM expired WHERE j.id = expired.id
     RETURNING j.status
 )
-SELECT count(*) AS recovered, pg_notify('taskmill_jobs', '') AS notified FROM recovered
+SELECT count(*) AS recovered,
+       CASE WHEN count(*) FILTER (WHERE status = 'pending') > 0
+            THEN pg_notify('taskmill_jobs', '') END AS notified
+FROM recovered
 
 -- name: next_due_in_any
 SELECT extract(epoch FROM min(scheduled_at) - now()) AS due_in_s
