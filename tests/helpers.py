@@ -72,9 +72,12 @@ def near(value: datetime, expected: datetime, slack: timedelta = CLOCK_SLACK) ->
 
 
 def claim_one(store: Store, worker_id: str = "w1", lease_s: float = 60) -> Job:
+    """Claim the next job and return it as now stored (running, attempt counted)."""
     jobs = store.claim_jobs(worker_id=worker_id, queues=None, limit=1, lease_s=lease_s)
     assert len(jobs) == 1
-    return jobs[0]
+    stored = store.get_job(jobs[0].id)
+    assert stored is not None
+    return stored
 
 
 def finish(store: Store, job: Job, status: JobStatus, **fields: object) -> int:

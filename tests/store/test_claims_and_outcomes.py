@@ -4,19 +4,22 @@ the database instead of waiting for them to run out."""
 
 from __future__ import annotations
 
+import json
 import select
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from taskmill import Job, JobStatus, Taskmill
+from taskmill import JobStatus, Taskmill
 from taskmill.store import Store
-from taskmill.store.base import Outcome, Progress, QueueCounts, WorkerInfo
+from taskmill.store.base import ClaimedJob, Outcome, Progress, QueueCounts, WorkerInfo
 from tests.helpers import CLOCK_SLACK, RawDb, claim_one, finish, is_utc, near, wait_until
 
 
-def claim_all(store: Store, worker_id: str = "w1", queues: list[str] | None = None) -> list[Job]:
+def claim_all(
+    store: Store, worker_id: str = "w1", queues: list[str] | None = None
+) -> list[ClaimedJob]:
     return store.claim_jobs(worker_id=worker_id, queues=queues, limit=100, lease_s=60)
 
 
@@ -70,7 +73,12 @@ def test_claim_marks_running_counts_the_attempt_and_sets_the_lease(
 ) -> None:
     job = app.enqueue("add", [1, 2])
     before = datetime.now(UTC)
-    claimed = store.claim_jobs(worker_id="worker-7", queues=None, limit=1, lease_s=45)[0]
+    (row,) = store.claim_jobs(worker_id="worker-7", queues=None, limit=1, lease_s=45)
+    assert (row.id, row.attempt, row.task) == (job.id, 1, job.task)
+    assert (json.loads(row.args_json), json.loads(row.kwargs_json)) == ([1, 2], {})
+    assert (row.max_retries, row.backoff, row.timeout_s) == (job.max_retries, job.backoff, None)
+    claimed = store.get_job(row.id)
+    assert claimed is not None
 
     assert claimed.id == job.id
     assert (claimed.status, claimed.attempts, claimed.worker) == (JobStatus.RUNNING, 1, "worker-7")
@@ -78,7 +86,6 @@ def test_claim_marks_running_counts_the_attempt_and_sets_the_lease(
     assert near(claimed.started_at, before)
     assert claimed.lease_expires_at is not None
     assert near(claimed.lease_expires_at, claimed.started_at + timedelta(seconds=45))
-    assert store.get_job(job.id) == claimed
 
 
 def test_claim_respects_the_limit(app: Taskmill, store: Store) -> None:
@@ -198,12 +205,13 @@ def test_finish_many_outcomes_in_one_call(app: Taskmill, store: Store) -> None:
     jobs = claim_all(store)
     now = datetime.now(UTC)
     outcomes = [
-        Outcome(j.id, j.attempts, JobStatus.COMPLETED, j.started_at or now, now, result_json="0")
-        for j in jobs
+        Outcome(j.id, j.attempt, JobStatus.COMPLETED, now, now, result_json=str(n))
+        for n, j in enumerate(jobs)
     ]
     assert store.finish_jobs(outcomes) == 3
     assert store.finish_jobs([]) == 0
     assert {j.status for j in app.list()} == {JobStatus.COMPLETED}
+    assert {store.get_job(j.id).result for j in jobs} == {0, 1, 2}  # type: ignore[union-attr]
 
 
 # -- release ----------------------------------------------------------------------------------
@@ -214,14 +222,14 @@ def test_release_returns_jobs_to_pending_without_counting_the_attempt(
 ) -> None:
     ids = {app.enqueue("add", [i, i]).id for i in range(2)}
     claimed = claim_all(store)
-    assert store.release_jobs([(j.id, j.attempts) for j in claimed]) == 2
+    assert store.release_jobs([(j.id, j.attempt) for j in claimed]) == 2
 
     for job_id in ids:
         job = store.get_job(job_id)
         assert job is not None
         assert (job.status, job.attempts, job.worker) == (JobStatus.PENDING, 0, None)
         assert job.started_at is job.lease_expires_at is job.finished_at is None
-    assert {(j.id, j.attempts) for j in claim_all(store)} == {(i, 1) for i in ids}
+    assert {(j.id, j.attempt) for j in claim_all(store)} == {(i, 1) for i in ids}
     assert store.release_jobs([]) == 0
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from taskmill.errors import InvalidTransition, JobNotFound
 from taskmill.jobs import Job, JobStatus, NewJob
@@ -30,6 +31,38 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     retry_delay_s: float = 0.0
+
+
+class ClaimedJob(NamedTuple):
+    """What a worker needs of a job it just claimed — deliberately little: arguments stay
+    JSON text (the child decodes them), so claiming costs the supervisor microseconds."""
+
+    id: str
+    attempt: int
+    task: str
+    args_json: str
+    kwargs_json: str
+    priority: int
+    scheduled_at: float  # Unix seconds, for ordering
+    max_retries: int
+    backoff: float
+    timeout_s: float | None
+
+
+def outcomes_json(outcomes: Sequence[Outcome]) -> str:
+    """One JSON array for a whole batch of outcomes, parsed by the database in one
+    statement. Results are spliced in as the JSON they already are, not re-encoded."""
+    return (
+        "["
+        + ",".join(
+            f"[{json.dumps(o.job_id)},{o.attempt},{json.dumps(o.status.value)},"
+            f"{o.result_json or 'null'},{json.dumps(clean_text(o.error))},"
+            f"{json.dumps(clean_text(o.traceback))},{o.started_at.timestamp()!r},"
+            f"{o.finished_at.timestamp()!r},{float(o.retry_delay_s)!r}]"
+            for o in outcomes
+        )
+        + "]"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +142,7 @@ class Store(Protocol):
 
     def claim_jobs(
         self, *, worker_id: str, queues: Sequence[str] | None, limit: int, lease_s: float
-    ) -> list[Job]:
+    ) -> list[ClaimedJob]:
         """Take up to `limit` due pending jobs (priority, then scheduled_at, then age) and
         mark them running under `worker_id` with a lease; counts an attempt."""
 

@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from taskmill.errors import StoreError, StoreUnavailable
 from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.store.base import (
+    ClaimedJob,
     JobFilter,
     Outcome,
     Progress,
@@ -22,6 +23,7 @@ from taskmill.store.base import (
     WorkerInfo,
     clean_text,
     guarded_result,
+    outcomes_json,
 )
 from taskmill.store.migrate import apply_migrations
 from taskmill.store.queries import queries
@@ -218,30 +220,19 @@ class PostgresStore:
 
     def claim_jobs(
         self, *, worker_id: str, queues: Sequence[str] | None, limit: int, lease_s: float
-    ) -> list[Job]:
+    ) -> list[ClaimedJob]:
+        name = "claim_jobs_any" if queues is None else "claim_jobs_in_queues"
         params = {
             "worker_id": worker_id, "limit": limit, "lease_s": lease_s,
             "queues": None if queues is None else list(queues),
         }  # fmt: skip
-        return self._jobs("claim_jobs_any" if queues is None else "claim_jobs_in_queues", params)
+        with self._conn() as conn:
+            return [ClaimedJob(*row) for row in conn.execute(Q[name], params).fetchall()]
 
     def finish_jobs(self, outcomes: Sequence[Outcome]) -> int:
         if not outcomes:
             return 0
-        return self._execute(
-            "finish_jobs",
-            {
-                "ids": [o.job_id for o in outcomes],
-                "attempts": [o.attempt for o in outcomes],
-                "statuses": [o.status.value for o in outcomes],
-                "results": [o.result_json for o in outcomes],
-                "errors": [clean_text(o.error) for o in outcomes],
-                "tracebacks": [clean_text(o.traceback) for o in outcomes],
-                "started": [o.started_at for o in outcomes],
-                "finished": [o.finished_at for o in outcomes],
-                "delays": [o.retry_delay_s for o in outcomes],
-            },
-        )
+        return self._execute("finish_jobs", {"outcomes": outcomes_json(outcomes)})
 
     def release_jobs(self, jobs: Sequence[tuple[str, int]]) -> int:
         if not jobs:

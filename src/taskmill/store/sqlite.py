@@ -16,6 +16,7 @@ from typing import Any
 from taskmill.errors import StoreError, StoreUnavailable
 from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.store.base import (
+    ClaimedJob,
     JobFilter,
     Outcome,
     Progress,
@@ -23,6 +24,7 @@ from taskmill.store.base import (
     WorkerInfo,
     clean_text,
     guarded_result,
+    outcomes_json,
 )
 from taskmill.store.migrate import apply_migrations
 from taskmill.store.queries import queries
@@ -254,28 +256,20 @@ class SQLiteStore:
 
     def claim_jobs(
         self, *, worker_id: str, queues: Sequence[str] | None, limit: int, lease_s: float
-    ) -> list[Job]:
-        params = {"worker_id": worker_id, "limit": limit, "lease_s": lease_s}
-        if queues is None:
-            return self._to_jobs(self._write("claim_jobs_any", params))
-        return self._to_jobs(
-            self._write("claim_jobs_in_queues", {**params, "queues": json.dumps(list(queues))})
-        )
+    ) -> list[ClaimedJob]:
+        params: dict[str, Any] = {"worker_id": worker_id, "limit": limit, "lease_s": lease_s}
+        name = "claim_jobs_any"
+        if queues is not None:
+            name, params["queues"] = "claim_jobs_in_queues", json.dumps(list(queues))
+        rows = self._write(name, params)
+        return [ClaimedJob(*row.values()) for row in rows]
 
     def finish_jobs(self, outcomes: Sequence[Outcome]) -> int:
         if not outcomes:
             return 0
-        payload = json.dumps(
-            [
-                [o.job_id, o.attempt, o.status.value, o.result_json, clean_text(o.error),
-                 clean_text(o.traceback), o.started_at.timestamp(), o.finished_at.timestamp(),
-                 o.retry_delay_s]
-                for o in outcomes
-            ]
-        )  # fmt: skip
         with self._tx() as conn:
             return conn.execute(
-                Q["finish_jobs"], {"outcomes": payload, "now": time.time()}
+                Q["finish_jobs"], {"outcomes": outcomes_json(outcomes), "now": time.time()}
             ).rowcount
 
     def release_jobs(self, jobs: Sequence[tuple[str, int]]) -> int:

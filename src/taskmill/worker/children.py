@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -10,7 +9,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 
-from taskmill.jobs import Job
+from taskmill.store.base import ClaimedJob
 from taskmill.worker import protocol
 from taskmill.worker.child import child_main
 from taskmill.worker.protocol import JobSpec
@@ -19,11 +18,12 @@ from taskmill.worker.protocol import JobSpec
 # it means a send to a child never blocks, so a child blocked on sending us a large result
 # can never deadlock against us blocked on sending it work.
 PIPE_BUDGET_BYTES = 48 * 1024
+SPEC_OVERHEAD_BYTES = 160  # a pickled JobSpec beyond its argument text (ids, task name)
 
 
 @dataclass
 class Assigned:
-    job: Job
+    job: ClaimedJob
     size: int
 
 
@@ -38,21 +38,21 @@ class ChildHandle:
     jobs_done: int = 0
 
     @property
-    def head(self) -> Job | None:
+    def head(self) -> ClaimedJob | None:
         return self.assigned[0].job if self.assigned else None
 
     @property
     def pending_bytes(self) -> int:
         return sum(a.size for a in self.assigned)
 
-    def send_jobs(self, jobs: list[Job]) -> list[Job]:
+    def send_jobs(self, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
         """Hand over as many of `jobs` as the pipe budget allows; returns the ones left."""
         budget = PIPE_BUDGET_BYTES - self.pending_bytes
         given: list[Assigned] = []
         specs: list[JobSpec] = []
         for job in jobs:
-            spec = JobSpec(job.id, job.attempts, job.task, job.args, job.kwargs)
-            size = len(pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
+            spec = JobSpec(job.id, job.attempt, job.task, job.args_json, job.kwargs_json)
+            size = len(job.args_json) + len(job.kwargs_json) + SPEC_OVERHEAD_BYTES
             if size > budget and (given or self.assigned):
                 break  # an oversized job goes alone, to a child that is idle and reading
             given.append(Assigned(job, size))
@@ -65,7 +65,7 @@ class ChildHandle:
             self.assigned.extend(given)
         return jobs[len(given) :]
 
-    def finish(self, job_id: str) -> Job | None:
+    def finish(self, job_id: str) -> ClaimedJob | None:
         """The child reported `job_id` done: drop it; the next one starts now."""
         for i, item in enumerate(self.assigned):
             if item.job.id == job_id:
@@ -76,14 +76,14 @@ class ChildHandle:
                 return item.job
         return None
 
-    def take(self, job_ids: list[str]) -> list[Job]:
+    def take(self, job_ids: list[str]) -> list[ClaimedJob]:
         """Remove these jobs (handed back unstarted) and return them."""
         wanted = set(job_ids)
         taken = [a.job for a in self.assigned if a.job.id in wanted]
         self.assigned = deque(a for a in self.assigned if a.job.id not in wanted)
         return taken
 
-    def assigned_jobs(self) -> list[Job]:
+    def assigned_jobs(self) -> list[ClaimedJob]:
         """Everything still assigned, removed (the child is gone)."""
         jobs = [a.job for a in self.assigned]
         self.assigned.clear()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from taskmill.jobs import Job, JobStatus
+from taskmill.jobs import JobStatus
 from taskmill.retry import FailureKind, decide
-from taskmill.store.base import Outcome
+from taskmill.store.base import ClaimedJob, Outcome
 from taskmill.worker.protocol import Report, ReportKind
 
 _FAILURE_KINDS = {
@@ -20,11 +20,11 @@ def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def from_report(job: Job, report: Report) -> Outcome:
+def from_report(job: ClaimedJob, report: Report) -> Outcome:
     started, finished = _utc(report.started_at), _utc(report.finished_at)
     if report.kind is ReportKind.OK:
         return Outcome(
-            job.id, job.attempts, JobStatus.COMPLETED, started, finished, report.result_json
+            job.id, job.attempt, JobStatus.COMPLETED, started, finished, report.result_json
         )
     if report.kind is ReportKind.SKIPPED:
         # Only a cancelled job is skipped; the store records it as cancelled.
@@ -38,7 +38,7 @@ def from_report(job: Job, report: Report) -> Outcome:
 
 
 def failure(
-    job: Job,
+    job: ClaimedJob,
     kind: FailureKind,
     error: str,
     started_at: datetime,
@@ -50,12 +50,12 @@ def failure(
     """A failed attempt: retried after back-off while the job has attempts left."""
     decision = decide(
         kind,
-        attempts=job.attempts,
+        attempts=job.attempt,
         max_retries=job.max_retries,
         backoff=job.backoff,
         requested_delay_s=requested_delay_s,
     )
     return Outcome(
-        job.id, job.attempts, decision.status, started_at, finished_at,
+        job.id, job.attempt, decision.status, started_at, finished_at,
         error=error, traceback=traceback, retry_delay_s=decision.delay_s,
     )  # fmt: skip

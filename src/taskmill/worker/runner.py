@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import time
 import traceback
 from typing import Any
@@ -52,7 +53,9 @@ class Runner:
 
     def _call(self, spec: JobSpec) -> Any:
         fn = self.app.get_task(spec.task).fn
-        value = fn(*spec.args, **spec.kwargs)
+        args = json.loads(spec.args_json) if spec.args_json != "[]" else ()
+        kwargs = json.loads(spec.kwargs_json) if spec.kwargs_json != "{}" else {}
+        value = fn(*args, **kwargs)
         if inspect.isawaitable(value):
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()

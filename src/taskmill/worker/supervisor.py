@@ -25,9 +25,8 @@ from typing import Any, TypeVar
 from taskmill.app import Taskmill
 from taskmill.errors import StoreError
 from taskmill.ids import new_id
-from taskmill.jobs import Job
 from taskmill.retry import FailureKind
-from taskmill.store.base import Listener, Outcome, Progress, WorkerInfo
+from taskmill.store.base import ClaimedJob, Listener, Outcome, Progress, WorkerInfo
 from taskmill.worker import outcomes, protocol
 from taskmill.worker.children import ChildHandle, spawn_child
 from taskmill.worker.protocol import Report
@@ -268,9 +267,9 @@ class Supervisor:
         if not self.maybe_work:
             self._schedule_poll()
 
-    def _dispatch(self, jobs: list[Job], free: dict[int, int]) -> None:
+    def _dispatch(self, jobs: list[ClaimedJob], free: dict[int, int]) -> None:
         # Spread in priority order, so the most urgent jobs start first on every child.
-        shares: dict[int, list[Job]] = {index: [] for index in free}
+        shares: dict[int, list[ClaimedJob]] = {index: [] for index in free}
         for job in jobs:
             index = max(free, key=free.__getitem__)
             shares[index].append(job)
@@ -279,7 +278,7 @@ class Supervisor:
             if share:
                 self._release(self._send_jobs(self.children[index], share))
 
-    def _send_jobs(self, child: ChildHandle, jobs: list[Job]) -> list[Job]:
+    def _send_jobs(self, child: ChildHandle, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
         try:
             return child.send_jobs(jobs)
         except OSError:
@@ -341,7 +340,7 @@ class Supervisor:
             return
         started = datetime.fromtimestamp(time.time() - (time.monotonic() - child.head_since), UTC)
         log.warning(
-            "job %s (%s) attempt %d: %s", head.id, head.task, head.attempts, error,
+            "job %s (%s) attempt %d: %s", head.id, head.task, head.attempt, error,
             extra={"action": f"job_{kind.value}", "job_id": head.id},
         )  # fmt: skip
         self.outcomes.append(outcomes.failure(head, kind, error, started, datetime.now(UTC)))
@@ -365,8 +364,8 @@ class Supervisor:
         self._kill(child)
         self._replace(child.index, respawn=True)
 
-    def _release(self, jobs: list[Job]) -> None:
-        self.releases.extend((j.id, j.attempts) for j in jobs)
+    def _release(self, jobs: list[ClaimedJob]) -> None:
+        self.releases.extend((j.id, j.attempt) for j in jobs)
 
     # -- shutdown -------------------------------------------------------------------------
 

@@ -101,7 +101,8 @@ UPDATE taskmill_jobs AS j
 SET status = 'running', attempts = j.attempts + 1, started_at = now(),
     worker = %(worker_id)s, lease_expires_at = now() + make_interval(secs => %(lease_s)s)
 FROM picked WHERE j.id = picked.id
-RETURNING j.*
+RETURNING j.id::text, j.attempts, j.task, j.args::text, j.kwargs::text, j.priority,
+          extract(epoch FROM j.scheduled_at)::float8, j.max_retries, j.backoff, j.timeout_s
 
 -- name: claim_jobs_in_queues
 WITH picked AS (
@@ -115,9 +116,12 @@ UPDATE taskmill_jobs AS j
 SET status = 'running', attempts = j.attempts + 1, started_at = now(),
     worker = %(worker_id)s, lease_expires_at = now() + make_interval(secs => %(lease_s)s)
 FROM picked WHERE j.id = picked.id
-RETURNING j.*
+RETURNING j.id::text, j.attempts, j.task, j.args::text, j.kwargs::text, j.priority,
+          extract(epoch FROM j.scheduled_at)::float8, j.max_retries, j.backoff, j.timeout_s
 
 -- name: finish_jobs
+-- %(outcomes)s is one JSON array of [id, attempt, status, result, error, traceback,
+-- started, finished, retry_delay_s] (times in Unix seconds): a batch is one statement.
 -- Applied only to the attempt that reported (a late report after lease recovery is
 -- dropped); a cancel requested while the job ran wins over its outcome.
 UPDATE taskmill_jobs AS j
@@ -132,11 +136,13 @@ SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE u.status END,
                         ELSE j.scheduled_at END,
     progress = CASE WHEN u.status = 'completed' THEN 1.0 ELSE j.progress END,
     lease_expires_at = NULL
-FROM unnest(%(ids)s::uuid[], %(attempts)s::integer[], %(statuses)s::text[],
-            %(results)s::jsonb[], %(errors)s::text[], %(tracebacks)s::text[],
-            %(started)s::timestamptz[], %(finished)s::timestamptz[], %(delays)s::float8[])
-     AS u(id, attempt, status, result, error, traceback, started_at, finished_at,
-          retry_delay_s)
+FROM (
+    SELECT (e ->> 0)::uuid AS id, (e ->> 1)::integer AS attempt, e ->> 2 AS status,
+           nullif((e -> 3)::jsonb, 'null') AS result, e ->> 4 AS error, e ->> 5 AS traceback,
+           to_timestamp((e ->> 6)::float8) AS started_at,
+           to_timestamp((e ->> 7)::float8) AS finished_at, (e ->> 8)::float8 AS retry_delay_s
+    FROM json_array_elements(%(outcomes)s::json) AS e
+) AS u
 WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt
 
 -- name: release_jobs

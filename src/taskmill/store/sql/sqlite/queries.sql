@@ -67,7 +67,8 @@ WHERE id IN (
     ORDER BY priority DESC, scheduled_at, id
     LIMIT :limit
 )
-RETURNING *
+RETURNING id, attempts, task, args, kwargs, priority, scheduled_at, max_retries, backoff,
+          timeout_s
 
 -- name: claim_jobs_in_queues
 UPDATE taskmill_jobs
@@ -80,7 +81,8 @@ WHERE id IN (
     ORDER BY priority DESC, scheduled_at, id
     LIMIT :limit
 )
-RETURNING *
+RETURNING id, attempts, task, args, kwargs, priority, scheduled_at, max_retries, backoff,
+          timeout_s
 
 -- name: finish_jobs
 -- :outcomes is a JSON array of [id, attempt, status, result, error, traceback, started,
@@ -99,7 +101,8 @@ SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE u.status END,
     lease_expires_at = NULL
 FROM (
     SELECT value ->> 0 AS id, value ->> 1 AS attempt, value ->> 2 AS status,
-           value ->> 3 AS result, value ->> 4 AS error, value ->> 5 AS traceback,
+           nullif(value -> 3, 'null') AS result, value ->> 4 AS error,
+           value ->> 5 AS traceback,
            value ->> 6 AS started_at, value ->> 7 AS finished_at, value ->> 8 AS retry_delay_s
     FROM json_each(:outcomes)
 ) AS u
