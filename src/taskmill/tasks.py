@@ -120,6 +120,8 @@ def to_json(value: object, what: str) -> str:
     """Encode as compact JSON, refusing anything JSON cannot carry exactly
     (objects, bytes, NaN, non-string keys, strings with NUL or lone surrogates, circular
     or absurdly deep nesting) with a message naming `what`."""
+    if value is None:  # the common result of a task, on the worker's hot path
+        return "null"
     try:
         _check_tree(value)
         return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_refuse_non_json)

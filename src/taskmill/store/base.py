@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import NamedTuple, Protocol
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, Protocol
 
 from taskmill.errors import InvalidTransition, JobNotFound
 from taskmill.jobs import Job, JobStatus, NewJob
@@ -177,6 +177,15 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
+    # -- stats
+
+    def job_stats(self, *, window_s: float) -> list[JobStats]:
+        """Per task, queue and status: job counts, attempts, jobs finished in the last
+        `window_s` seconds, and a duration histogram. One scan of the jobs table."""
+
+    def workers_online(self, *, within_s: float) -> list[OnlineWorker]:
+        """Workers not stopped whose last heartbeat is at most `within_s` seconds old."""
+
 
 def clean_text(text: str | None) -> str | None:
     """Free text (errors, tracebacks, progress messages) as both databases can keep it. A
@@ -214,3 +223,70 @@ def open_store(database_url: str) -> Store:
     from taskmill.store.postgres import PostgresStore
 
     return PostgresStore(database_url)
+
+
+# -- stats
+
+# Upper bounds, in seconds, of the job-duration histogram `job_stats` returns (cumulative
+# counts, Prometheus style; a last +Inf bucket is the `timed` count). The queries.sql blocks
+# take them as parameters b0..b11, so their number is fixed there.
+DURATION_BOUNDS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+def duration_bound_params() -> dict[str, float]:
+    return {f"b{i}": bound for i, bound in enumerate(DURATION_BOUNDS_S)}
+
+
+@dataclass(frozen=True, slots=True)
+class JobStats:
+    """The jobs of one (task, queue, status), as one scan of the jobs table sees them."""
+
+    task: str
+    queue: str
+    status: JobStatus
+    jobs: int
+    attempts: int  # attempts started, summed over these jobs
+    started_jobs: int  # jobs with at least one attempt
+    finished_recently: int  # finished_at within the window asked for
+    timed: int  # jobs with a duration (their last attempt ended)
+    duration_sum_s: float
+    duration_le: tuple[int, ...]  # cumulative counts per DURATION_BOUNDS_S
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> JobStats:
+        return cls(
+            task=row["task"], queue=row["queue"], status=JobStatus(row["status"]),
+            jobs=int(row["jobs"]), attempts=int(row["attempts"]),
+            started_jobs=int(row["started_jobs"]),
+            finished_recently=int(row["finished_recently"]), timed=int(row["timed"]),
+            duration_sum_s=float(row["duration_sum_s"]),
+            duration_le=tuple(int(row[f"le_{i}"]) for i in range(len(DURATION_BOUNDS_S))),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineWorker:
+    """A worker that has not stopped and whose heartbeat is recent."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str] | None  # None serves every queue
+    concurrency: int
+    started_at: datetime
+    heartbeat_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> OnlineWorker:
+        """From either backend's row: SQLite keeps Unix seconds and JSON text."""
+        queues = row["queues"]
+        return cls(
+            id=row["id"], host=row["host"], pid=int(row["pid"]),
+            queues=json.loads(queues) if isinstance(queues, str) else queues,
+            concurrency=int(row["concurrency"]), started_at=_utc(row["started_at"]),
+            heartbeat_at=_utc(row["heartbeat_at"]),
+        )  # fmt: skip
+
+
+def _utc(value: datetime | float) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromtimestamp(value, UTC)

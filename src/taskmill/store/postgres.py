@@ -17,11 +17,14 @@ from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.store.base import (
     ClaimedJob,
     JobFilter,
+    JobStats,
+    OnlineWorker,
     Outcome,
     Progress,
     QueueCounts,
     WorkerInfo,
     clean_text,
+    duration_bound_params,
     guarded_result,
     outcomes_json,
 )
@@ -301,3 +304,13 @@ class PostgresStore:
         if self._opened:
             self._pool.close()
             self._opened = False
+
+    # -- stats
+
+    def job_stats(self, *, window_s: float) -> list[JobStats]:
+        params = {"window_s": window_s, **duration_bound_params()}
+        return [JobStats.from_row(r) for r in self._rows("job_stats", params)]
+
+    def workers_online(self, *, within_s: float) -> list[OnlineWorker]:
+        rows = self._rows("workers_online", {"within_s": within_s})
+        return [OnlineWorker.from_row(r) for r in rows]

@@ -18,11 +18,14 @@ from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.store.base import (
     ClaimedJob,
     JobFilter,
+    JobStats,
+    OnlineWorker,
     Outcome,
     Progress,
     QueueCounts,
     WorkerInfo,
     clean_text,
+    duration_bound_params,
     guarded_result,
     outcomes_json,
 )
@@ -345,3 +348,13 @@ class SQLiteStore:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+
+    # -- stats
+
+    def job_stats(self, *, window_s: float) -> list[JobStats]:
+        params = {"now": time.time(), "window_s": window_s, **duration_bound_params()}
+        return [JobStats.from_row(r) for r in self._read("job_stats", params)]
+
+    def workers_online(self, *, within_s: float) -> list[OnlineWorker]:
+        rows = self._read("workers_online", {"now": time.time(), "within_s": within_s})
+        return [OnlineWorker.from_row(r) for r in rows]

@@ -10,8 +10,11 @@ import contextlib
 import ctypes
 import logging
 import os
+import select
 import signal
 import sys
+import threading
+import time
 from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
@@ -33,14 +36,65 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+# Reports of short jobs travel in batches (one pipe message instead of hundreds); none
+# waits longer than this, even while the next job runs for hours.
+REPORT_DELAY_S = 0.005
+REPORT_BATCH_MAX = 256
+
+
+class Reporter:
+    """Sends reports to the supervisor: batched, but never held more than REPORT_DELAY_S —
+    a thread sends what a long job would otherwise keep back. Every send goes through it,
+    so messages never interleave on the pipe."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._lock = threading.Condition()
+        self._reports: list[Report] = []
+        self._since = 0.0
+        threading.Thread(target=self._flush_late, name="taskmill-reporter", daemon=True).start()
+
+    def send(self, message: tuple[str, Any]) -> None:
+        with self._lock:
+            self.conn.send(message)
+
+    def report(self, report: Report, *, more_queued: bool) -> None:
+        with self._lock:
+            if not self._reports:
+                self._since = time.monotonic()
+                self._lock.notify()
+            self._reports.append(report)
+            if not more_queued or len(self._reports) >= REPORT_BATCH_MAX:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._reports:
+            self.conn.send((protocol.DONE, self._reports))
+            self._reports = []
+
+    def _flush_late(self) -> None:
+        with self._lock:
+            while True:
+                self._lock.wait_for(lambda: bool(self._reports))
+                due = self._since + REPORT_DELAY_S
+                while self._reports and time.monotonic() < due:
+                    self._lock.wait(due - time.monotonic())
+                with contextlib.suppress(OSError):
+                    self._flush()
+
+
 class Child:
     def __init__(self, conn: Connection, runner: Runner) -> None:
         self.conn = conn
         self.runner = runner
+        self.reporter = Reporter(conn)
         self.queue: deque[JobSpec] = deque()
         self.cancelled: set[str] = set()
         self.draining = False
         self.current: JobSpec | None = None
+        # Connection.poll() builds a selector per call; one poll object is far cheaper.
+        self._poller = select.poll()
+        self._poller.register(conn.fileno(), select.POLLIN)
 
     def handle(self, message: tuple[str, Any]) -> None:
         kind, payload = message
@@ -56,13 +110,13 @@ class Child:
         cancel or drain sent meanwhile is seen before the next job starts."""
         if not self.queue:
             self.handle(self.conn.recv())
-        while self.conn.poll():
+        while self._poller.poll(0):
             self.handle(self.conn.recv())
 
     def step(self) -> None:
         self.receive()
         if self.draining and self.queue:
-            self.conn.send((protocol.RETURNED, [(s.id, s.attempt) for s in self.queue]))
+            self.reporter.send((protocol.RETURNED, [(s.id, s.attempt) for s in self.queue]))
             self.queue.clear()
         if not self.queue:
             return
@@ -76,11 +130,11 @@ class Child:
                 report = self.runner.run(spec)
             finally:
                 self.current = None
-        self.conn.send((protocol.DONE, report))
+        self.reporter.report(report, more_queued=bool(self.queue))
 
     def report_progress(self, job_id: str, fraction: float, message: str | None) -> None:
         attempt = self.current.attempt if self.current and self.current.id == job_id else 0
-        self.conn.send((protocol.PROGRESS, (job_id, attempt, fraction, message)))
+        self.reporter.send((protocol.PROGRESS, (job_id, attempt, fraction, message)))
 
 
 def child_main(app_ref: str | None, conn: Connection) -> None:
@@ -93,7 +147,7 @@ def child_main(app_ref: str | None, conn: Connection) -> None:
     runner = Runner(app)
     child = Child(conn, runner)
     runner.progress = child.report_progress
-    conn.send((protocol.READY, os.getpid()))
+    child.reporter.send((protocol.READY, os.getpid()))
     try:
         while True:
             child.step()

@@ -47,6 +47,6 @@ CANCEL = "cancel"  # payload: job id; skip it if it has not started
 DRAIN = "drain"  # finish the current job, hand back the rest
 # child -> supervisor
 READY = "ready"  # payload: pid
-DONE = "done"  # payload: Report
+DONE = "done"  # payload: list[Report], in the order the jobs ran
 PROGRESS = "progress"  # payload: (job id, attempt, fraction, message)
 RETURNED = "returned"  # payload: list of (job id, attempt) never started

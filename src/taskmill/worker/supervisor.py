@@ -203,7 +203,8 @@ class Supervisor:
     def _on_message(self, child: ChildHandle, message: tuple[str, Any]) -> None:
         kind, payload = message
         if kind == protocol.DONE:
-            self._on_done(child, payload)
+            for report in payload:
+                self._on_done(child, report)
         elif kind == protocol.READY:
             child.ready = True
         elif kind == protocol.PROGRESS:

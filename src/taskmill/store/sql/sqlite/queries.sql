@@ -162,3 +162,37 @@ UPDATE taskmill_workers SET heartbeat_at = :now WHERE id = :id
 
 -- name: unregister_worker
 UPDATE taskmill_workers SET stopped_at = :now WHERE id = :id
+
+
+-- stats and API
+
+-- name: job_stats
+-- One scan serves /api/stats, `taskmill stats` and /metrics: per task, queue and state, the
+-- jobs, the attempts they started, how many finished within the window, and their last
+-- attempt's duration as a cumulative histogram. b0 < ... < b11 are the bucket bounds in
+-- seconds (store/base.py DURATION_BOUNDS_S).
+SELECT task, queue, status, count(*) AS jobs,
+       coalesce(sum(attempts), 0) AS attempts,
+       count(*) FILTER (WHERE attempts > 0) AS started_jobs,
+       count(*) FILTER (WHERE finished_at >= :now - :window_s) AS finished_recently,
+       count(duration_s) AS timed,
+       coalesce(sum(duration_s), 0.0) AS duration_sum_s,
+       count(*) FILTER (WHERE duration_s <= :b0) AS le_0,
+       count(*) FILTER (WHERE duration_s <= :b1) AS le_1,
+       count(*) FILTER (WHERE duration_s <= :b2) AS le_2,
+       count(*) FILTER (WHERE duration_s <= :b3) AS le_3,
+       count(*) FILTER (WHERE duration_s <= :b4) AS le_4,
+       count(*) FILTER (WHERE duration_s <= :b5) AS le_5,
+       count(*) FILTER (WHERE duration_s <= :b6) AS le_6,
+       count(*) FILTER (WHERE duration_s <= :b7) AS le_7,
+       count(*) FILTER (WHERE duration_s <= :b8) AS le_8,
+       count(*) FILTER (WHERE duration_s <= :b9) AS le_9,
+       count(*) FILTER (WHERE duration_s <= :b10) AS le_10,
+       count(*) FILTER (WHERE duration_s <= :b11) AS le_11
+FROM taskmill_jobs
+GROUP BY task, queue, status
+
+-- name: workers_online
+SELECT id, host, pid, queues, concurrency, started_at, heartbeat_at FROM taskmill_workers
+WHERE stopped_at IS NULL AND heartbeat_at > :now - :within_s
+ORDER BY started_at, id
