@@ -65,6 +65,31 @@ def translate_errors() -> Iterator[None]:
         raise StoreError(f"PostgreSQL error: {str(exc).strip()}") from exc
 
 
+def _single_params(job: NewJob) -> dict[str, Any]:
+    return {
+        "id": job.id, "task": job.task, "queue": job.queue, "priority": job.priority,
+        "args": job.args_json, "kwargs": job.kwargs_json, "max_retries": job.max_retries,
+        "timeout": job.timeout_s, "backoff": job.backoff, "key": job.idempotency_key,
+        "scheduled": job.scheduled_at,
+    }  # fmt: skip
+
+
+def _batch_params(jobs: Sequence[NewJob]) -> dict[str, Any]:
+    return {
+        "ids": [j.id for j in jobs],
+        "tasks": [j.task for j in jobs],
+        "queues": [j.queue for j in jobs],
+        "priorities": [j.priority for j in jobs],
+        "args": [j.args_json for j in jobs],
+        "kwargs": [j.kwargs_json for j in jobs],
+        "max_retries": [j.max_retries for j in jobs],
+        "timeouts": [j.timeout_s for j in jobs],
+        "backoffs": [j.backoff for j in jobs],
+        "keys": [j.idempotency_key for j in jobs],
+        "scheduled": [j.scheduled_at for j in jobs],
+    }
+
+
 class PostgresListener:
     """A dedicated LISTEN connection whose socket the worker selects on."""
 
@@ -155,20 +180,11 @@ class PostgresStore:
             return []
         if len(jobs) >= COPY_MIN_JOBS and not any(j.idempotency_key for j in jobs):
             return self._copy_jobs(jobs)
-        params = {
-            "ids": [j.id for j in jobs],
-            "tasks": [j.task for j in jobs],
-            "queues": [j.queue for j in jobs],
-            "priorities": [j.priority for j in jobs],
-            "args": [j.args_json for j in jobs],
-            "kwargs": [j.kwargs_json for j in jobs],
-            "max_retries": [j.max_retries for j in jobs],
-            "timeouts": [j.timeout_s for j in jobs],
-            "backoffs": [j.backoff for j in jobs],
-            "keys": [j.idempotency_key for j in jobs],
-            "scheduled": [j.scheduled_at for j in jobs],
-        }
-        inserted = {str(r["id"]): r["created_at"] for r in self._rows("insert_jobs", params)}
+        if len(jobs) == 1:
+            rows = self._rows("insert_job", _single_params(jobs[0]))
+        else:
+            rows = self._rows("insert_jobs", _batch_params(jobs))
+        inserted = {str(r["id"]): r["created_at"] for r in rows}
         if len(inserted) == len(jobs):
             return [j.stored(inserted[j.id]) for j in jobs]
         dupes = [j for j in jobs if j.id not in inserted]

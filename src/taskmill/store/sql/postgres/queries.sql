@@ -44,6 +44,17 @@ SELECT now() AS now
 COPY taskmill_jobs (id, task, queue, priority, args, kwargs, max_retries, timeout_s, backoff,
                     scheduled_at) FROM STDIN
 
+-- name: insert_job
+-- One job: plain parameters, because converting eleven one-element arrays costs more
+-- than the insert itself.
+INSERT INTO taskmill_jobs (id, task, queue, priority, args, kwargs, max_retries, timeout_s,
+                           backoff, idempotency_key, scheduled_at)
+VALUES (%(id)s::uuid, %(task)s, %(queue)s, %(priority)s, %(args)s::jsonb, %(kwargs)s::jsonb,
+        %(max_retries)s, %(timeout)s::float8, %(backoff)s, %(key)s,
+        coalesce(%(scheduled)s::timestamptz, now()))
+ON CONFLICT (task, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, created_at
+
 -- name: find_by_idempotency_keys
 SELECT j.* FROM taskmill_jobs AS j
 JOIN unnest(%(tasks)s::text[], %(keys)s::text[]) AS k(task, idempotency_key)
