@@ -50,3 +50,14 @@ def crash() -> None:
     """Kills its own process on every attempt, as a segfault or OOM kill would."""
     _log_run("crash")
     os._exit(1)
+
+
+_hoard: list[bytes] = []
+
+
+@app.task
+def hog(mib: int) -> int:
+    """Keeps `mib` MiB alive in its process, as a leaking task would."""
+    _log_run("hog")
+    _hoard.append(b"x" * (mib * 2**20))
+    return os.getpid()

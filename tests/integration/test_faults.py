@@ -159,3 +159,21 @@ def test_kill_9_of_a_whole_worker_loses_nothing(
     duplicates = sum(n - 1 for n in runs.values())
     assert duplicates <= in_flight, f"{duplicates} re-runs but only {in_flight} were in flight"
     assert rescuer.stop() == 0
+
+
+def test_children_are_recycled_after_max_tasks(
+    app: Taskmill, start_worker: StartWorker, run_log: Path
+) -> None:
+    start_worker("-c", "1", "--max-tasks-per-child", "2")
+    for i in range(5):
+        app.wait(app.enqueue("record", [f"r{i}"]).id, timeout=WAIT_S)
+    per_pid = Counter(pid for _, _, _, pid in read_run_log(run_log))
+    assert sorted(per_pid.values()) == [1, 2, 2], "each child serves two jobs, then a new one"
+
+
+def test_children_are_recycled_past_max_memory(app: Taskmill, start_worker: StartWorker) -> None:
+    start_worker("-c", "1", "--max-memory-per-child", "100")
+    first = app.wait(app.enqueue("hog", [150]).id, timeout=WAIT_S)
+    second = app.wait(app.enqueue("hog", [1]).id, timeout=WAIT_S)
+    assert first.status is second.status is JobStatus.COMPLETED
+    assert first.result != second.result, "the bloated child should have been replaced"

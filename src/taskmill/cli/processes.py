@@ -43,6 +43,8 @@ worker_options = [
                  help="Seconds running jobs may take to finish after SIGTERM."),
     click.option("--max-tasks-per-child", type=click.IntRange(1), default=None,
                  help="Replace a child after it ran this many jobs."),
+    click.option("--max-memory-per-child", type=click.IntRange(16), default=None, metavar="MIB",
+                 help="Replace a child whose resident memory grew past this many MiB."),
 ]  # fmt: skip
 
 
@@ -54,7 +56,8 @@ def _with_worker_options(fn: F) -> F:
 
 def _run_worker(
     app_ref: str | None, database_url: str | None, queues: str | None,
-    concurrency: int | None, grace: float, max_tasks_per_child: int | None, *, migrate: bool,
+    concurrency: int | None, grace: float, max_tasks_per_child: int | None,
+    max_memory_per_child: int | None, *, migrate: bool,
 ) -> None:  # fmt: skip
     setup_logging()
     app = open_app(app_ref, database_url)
@@ -62,7 +65,8 @@ def _run_worker(
         app.migrate()
     options = WorkerOptions(
         app_ref=app_ref, queues=_parse_queues(queues), grace_s=grace,
-        max_tasks_per_child=max_tasks_per_child, concurrency=concurrency or os.cpu_count() or 1,
+        max_tasks_per_child=max_tasks_per_child, max_memory_per_child_mib=max_memory_per_child,
+        concurrency=concurrency or os.cpu_count() or 1,
     )  # fmt: skip
     raise SystemExit(Supervisor(app, options).run())
 
@@ -74,9 +78,11 @@ def _run_worker(
 def worker(
     app_ref: str | None, database_url: str | None, queues: str | None,
     concurrency: int | None, grace: float, max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
 ) -> None:  # fmt: skip
     """Run jobs until SIGTERM/SIGINT (a second signal stops at once)."""
     _run_worker(app_ref, database_url, queues, concurrency, grace, max_tasks_per_child,
+                max_memory_per_child,
                 migrate=False)  # fmt: skip
 
 
@@ -87,7 +93,9 @@ def worker(
 def up(
     app_ref: str | None, database_url: str | None, queues: str | None,
     concurrency: int | None, grace: float, max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
 ) -> None:  # fmt: skip
     """The whole system on one machine: migrate, then serve."""
     _run_worker(app_ref, database_url, queues, concurrency, grace, max_tasks_per_child,
+                max_memory_per_child,
                 migrate=True)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from taskmill.worker.protocol import JobSpec
 # it means a send to a child never blocks, so a child blocked on sending us a large result
 # can never deadlock against us blocked on sending it work.
 PIPE_BUDGET_BYTES = 48 * 1024
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 SPEC_OVERHEAD_BYTES = 160  # a pickled JobSpec beyond its argument text (ids, task name)
 
 
@@ -75,6 +77,14 @@ class ChildHandle:
                 self.jobs_done += 1
                 return item.job
         return None
+
+    def rss_mib(self) -> float:
+        """Resident memory of the child process (Linux /proc; 0 where unavailable)."""
+        try:
+            with open(f"/proc/{self.process.pid}/statm") as statm:
+                return int(statm.read().split()[1]) * PAGE_BYTES / 2**20
+        except (OSError, ValueError, IndexError):
+            return 0.0
 
     def take(self, job_ids: list[str]) -> list[ClaimedJob]:
         """Remove these jobs (handed back unstarted) and return them."""

@@ -51,6 +51,7 @@ class WorkerOptions:
     lease_s: float | None = None  # None: the app's settings
     max_prefetch: int = 64
     max_tasks_per_child: int | None = None
+    max_memory_per_child_mib: int | None = None
     # spawn: children are our direct children, so a signal to the process group reaches
     # them (they ignore it) rather than killing a fork server we depend on; and nothing
     # inherited from our threads or connections (psycopg's pool, libvips) can deadlock them.
@@ -221,12 +222,16 @@ class Supervisor:
         self.progress.pop(job.id, None)
         took = max(0.0, report.finished_at - report.started_at)
         self.avg_job_s = took if self.avg_job_s is None else 0.9 * self.avg_job_s + 0.1 * took
-        if self._spent(child) and not child.assigned:
-            self._recycle(child, f"served {child.jobs_done} jobs")
+        if not child.assigned and self._spent(child):
+            self._recycle(child, f"{child.jobs_done} jobs, {child.rss_mib():.0f} MiB resident")
 
     def _spent(self, child: ChildHandle) -> bool:
+        """A child due for replacement takes no more work and is recycled once idle."""
         limit = self.options.max_tasks_per_child
-        return bool(limit and child.jobs_done >= limit)
+        if limit and child.jobs_done >= limit:
+            return True
+        memory_limit = self.options.max_memory_per_child_mib
+        return bool(memory_limit and child.rss_mib() > memory_limit)
 
     # -- claiming -------------------------------------------------------------------------
 
