@@ -88,13 +88,13 @@ class Supervisor:
         self._timers: dict[str, float] = {}
         self._wake_r, self._wake_w = os.pipe()
         self._pending_signals = 0
+        self.registered = False
 
     # -- the verbs ------------------------------------------------------------------------
 
     def run(self) -> int:
         """Serve until stopped by signal; returns the process exit code."""
         self._install_signals()
-        self._guarded(lambda: self.store.register_worker(self._info()))
         self.start_children()
         log.info(
             "worker %s started: %d children, queues %s",
@@ -133,6 +133,7 @@ class Supervisor:
             if child.process.is_alive():
                 continue
             child.process.join()
+            self._read_child(child.conn)  # what it reported before dying still counts
             code = child.process.exitcode
             self._fail_head(child, FailureKind.CRASH, f"worker child died (exit code {code})")
             self._replace(index, respawn=respawn)
@@ -161,8 +162,8 @@ class Supervisor:
         self.check_children(respawn=self.phase is Phase.RUNNING)
         self._enforce_deadlines()
         self._flush()
+        self._housekeeping()  # while draining too: leases of finishing jobs must not lapse
         if self.phase is Phase.RUNNING:
-            self._housekeeping()
             self._claim()
         elif self.phase is Phase.DRAINING:
             self._drain_progress()
@@ -407,6 +408,9 @@ class Supervisor:
 
     def _housekeeping(self) -> None:
         if self._due("heartbeat", self.lease_s / 3):
+            if not self.registered:  # the store was down when we started
+                registered = self._guarded(lambda: self.store.register_worker(self._info()))
+                self.registered = registered is not FAILED
             self._guarded(
                 lambda: self.store.heartbeat(worker_id=self.worker_id, lease_s=self.lease_s)
             )
