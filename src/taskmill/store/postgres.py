@@ -37,6 +37,12 @@ log = logging.getLogger("taskmill.store")
 Q = queries("postgres")
 POOL_MAX_SIZE = 10
 COPY_MIN_JOBS = 100  # below this, one INSERT statement is as fast as COPY
+# Batch statements join a JSON or array parameter of unknown length to the jobs table.
+# A prepared statement's generic plan guesses that length and picked a scan of every
+# running job; planned afresh each time, they look up exactly the batch by primary key.
+UNPREPARED = frozenset(
+    {"finish_jobs", "release_jobs", "set_progress", "find_by_idempotency_keys"}
+)
 CONNECT_TIMEOUT_S = 5
 
 
@@ -139,7 +145,7 @@ class PostgresStore:
 
     def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(Q[name], params)
+            cur.execute(Q[name], params, prepare=False if name in UNPREPARED else None)
             return cur.fetchall()
 
     def _jobs(self, name: str, params: dict[str, Any]) -> list[Job]:
@@ -149,7 +155,9 @@ class PostgresStore:
 
     def _execute(self, name: str, params: dict[str, Any]) -> int:
         with self._conn() as conn:
-            return conn.execute(Q[name], params).rowcount
+            return conn.execute(
+                Q[name], params, prepare=False if name in UNPREPARED else None
+            ).rowcount
 
     # -- schema ---------------------------------------------------------------------------
 
