@@ -100,8 +100,14 @@ WITH retried AS (
 SELECT * FROM retried WHERE (SELECT count(*) FROM notified) >= 0
 
 -- name: claim_jobs_any
+-- Two claim statements, not one with an optional filter: each keeps a plan that walks
+-- its own index in claim order.
 -- SKIP LOCKED: concurrent claimers pass over each other's rows instead of queueing on them.
-WITH picked AS (
+WITH no_flush AS (
+    -- A claim needs no wait for the disk: lost in a crash, it leaves its jobs pending,
+    -- as they were, and they run again (delivery is at least once). Outcomes stay durable.
+    SELECT set_config('synchronous_commit', 'off', true)
+), picked AS (
     SELECT id FROM taskmill_jobs
     WHERE status = 'pending' AND scheduled_at <= now()
     ORDER BY priority DESC, scheduled_at, id
@@ -111,12 +117,16 @@ WITH picked AS (
 UPDATE taskmill_jobs AS j
 SET status = 'running', attempts = j.attempts + 1, started_at = now(),
     worker = %(worker_id)s, lease_expires_at = now() + make_interval(secs => %(lease_s)s)
-FROM picked WHERE j.id = picked.id
+FROM picked, no_flush WHERE j.id = picked.id
 RETURNING j.id::text, j.attempts, j.task, j.args::text, j.kwargs::text, j.priority,
           extract(epoch FROM j.scheduled_at)::float8, j.max_retries, j.backoff, j.timeout_s
 
 -- name: claim_jobs_in_queues
-WITH picked AS (
+WITH no_flush AS (
+    -- A claim needs no wait for the disk: lost in a crash, it leaves its jobs pending,
+    -- as they were, and they run again (delivery is at least once). Outcomes stay durable.
+    SELECT set_config('synchronous_commit', 'off', true)
+), picked AS (
     SELECT id FROM taskmill_jobs
     WHERE status = 'pending' AND queue = ANY(%(queues)s::text[]) AND scheduled_at <= now()
     ORDER BY priority DESC, scheduled_at, id
@@ -126,7 +136,7 @@ WITH picked AS (
 UPDATE taskmill_jobs AS j
 SET status = 'running', attempts = j.attempts + 1, started_at = now(),
     worker = %(worker_id)s, lease_expires_at = now() + make_interval(secs => %(lease_s)s)
-FROM picked WHERE j.id = picked.id
+FROM picked, no_flush WHERE j.id = picked.id
 RETURNING j.id::text, j.attempts, j.task, j.args::text, j.kwargs::text, j.priority,
           extract(epoch FROM j.scheduled_at)::float8, j.max_retries, j.backoff, j.timeout_s
 
@@ -271,3 +281,45 @@ GROUP BY task, queue, status
 SELECT id, host, pid, queues, concurrency, started_at, heartbeat_at FROM taskmill_workers
 WHERE stopped_at IS NULL AND heartbeat_at > now() - make_interval(secs => %(within_s)s)
 ORDER BY started_at, id
+
+
+-- scheduler
+
+-- name: schedule_states
+SELECT s.name, s.task, s.cron, s.tz, s.last_tick_at, s.last_job_id,
+       j.status AS last_job_status
+FROM taskmill_schedules AS s LEFT JOIN taskmill_jobs AS j ON j.id = s.last_job_id
+WHERE %(name)s::text IS NULL OR s.name = %(name)s
+ORDER BY s.name
+
+-- name: start_schedule
+-- First sight stores the schedule from %(since)s. A changed definition restarts from
+-- there, never backwards; an unchanged one is not written at all.
+INSERT INTO taskmill_schedules AS s (name, task, cron, tz, last_tick_at)
+VALUES (%(name)s, %(task)s, %(cron)s, %(tz)s, %(since)s)
+ON CONFLICT (name) DO UPDATE
+SET task = excluded.task, cron = excluded.cron, tz = excluded.tz,
+    last_tick_at = greatest(s.last_tick_at, excluded.last_tick_at)
+WHERE (s.task, s.cron, s.tz) IS DISTINCT FROM (excluded.task, excluded.cron, excluded.tz)
+
+-- name: advance_schedule
+-- Only forward: of schedulers racing on the same tick, one moves it and the rest change
+-- nothing; a scheduler that read an older state cannot move it back.
+UPDATE taskmill_schedules SET last_tick_at = %(tick_at)s, last_job_id = %(job_id)s::uuid
+WHERE name = %(name)s AND last_tick_at < %(tick_at)s
+RETURNING name
+
+-- name: prune_jobs
+-- Oldest finished first, in batches (taskmill_jobs_finished holds exactly these rows).
+-- SKIP LOCKED: schedulers pruning at once take different rows, and a job being retried
+-- right now is left alone; its new state is re-checked before the delete.
+WITH doomed AS (
+    SELECT id FROM taskmill_jobs
+    WHERE status IN ('completed', 'failed', 'cancelled')
+      AND finished_at < now() - make_interval(secs => %(older_than_s)s)
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM taskmill_jobs AS j USING doomed
+WHERE j.id = doomed.id AND j.status IN ('completed', 'failed', 'cancelled')
