@@ -392,16 +392,23 @@ def measure_drains(
 
 
 def measure_latency(app: Taskmill, plan: Plan, reporter: Reporter, dialect: str) -> dict[str, Any]:
-    """Jobs enqueued one at a time to an idle worker: started_at - created_at, as stored."""
+    """Jobs enqueued one at a time to an idle worker. Measured from the moment enqueue
+    returned (the job committed and visible — before that no worker can see it) to the
+    stored started_at (the child's clock as the function began; one machine, one clock).
+    started_at - created_at is kept too: it adds the enqueue's own commit."""
     starts: list[float] = []
+    from_created: list[float] = []
     ends: list[float] = []
     with reporter.step(f"{dialect}: start latency", plan.latency_samples) as s:
         for _ in range(plan.latency_samples):
             time.sleep(IDLE_PAUSE_S)
-            job = app.wait(app.enqueue(TASK).id, timeout=JOB_WAIT_TIMEOUT_S)
+            queued = app.enqueue(TASK)
+            returned = time.time()
+            job = app.wait(queued.id, timeout=JOB_WAIT_TIMEOUT_S)
             if job.started_at is None or job.finished_at is None:
                 raise RuntimeError(f"job {job.id} ended {job.status} without timestamps")
-            starts.append((job.started_at - job.created_at).total_seconds())
+            starts.append(job.started_at.timestamp() - returned)
+            from_created.append((job.started_at - job.created_at).total_seconds())
             ends.append((job.finished_at - job.created_at).total_seconds())
             s.advance()
     return {
@@ -409,6 +416,8 @@ def measure_latency(app: Taskmill, plan: Plan, reporter: Reporter, dialect: str)
         "p50_s": percentile(starts, 50),
         "p99_s": percentile(starts, 99),
         "max_s": max(starts),
+        "from_created_p50_s": percentile(from_created, 50),
+        "from_created_p99_s": percentile(from_created, 99),
         "finished_p50_s": percentile(ends, 50),
     }
 
@@ -558,6 +567,10 @@ def latency_rows(b: Backend) -> list[Row]:
             fmt_ms(lat["p99_s"]),
             target=f"≤ {fmt_ms(LATENCY_P99_MAX_S)}",
             passed=lat["p99_s"] <= LATENCY_P99_MAX_S,
+        ),
+        Row(
+            "  same, from created_at p50 / p99",
+            f"{fmt_ms(lat['from_created_p50_s'])} / {fmt_ms(lat['from_created_p99_s'])}",
         ),
     ]
 
