@@ -82,7 +82,10 @@ def test_two_workers_drain_2000_jobs_exactly_once(
     workers = [start_worker("-c", "2") for _ in range(2)]
     for worker in workers:
         worker.wait_started()
-    jobs = app.enqueue_many([{"task": "record", "args": [str(i)]} for i in range(2000)])
+    # 2 ms each: long enough that no one worker can drain the lot before the other starts.
+    jobs = app.enqueue_many(
+        [{"task": "record", "kwargs": {"tag": str(i), "seconds": 0.002}} for i in range(2000)]
+    )
     wait_until(
         lambda: _count(app, JobStatus.COMPLETED) == 2000, timeout_s=120, interval_s=0.1,
         what="2000 jobs completed",

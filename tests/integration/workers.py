@@ -48,9 +48,9 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_started(self, timeout_s: float = 30.0) -> None:
-        """Until the worker has started its children (or died trying)."""
+        """Until every child of the worker is up and serving (or the worker died)."""
         wait_until(
-            lambda: "started:" in self.log() or self.process.poll() is not None,
+            lambda: " ready: " in self.log() or self.process.poll() is not None,
             timeout_s=timeout_s, what="worker registered",
         )  # fmt: skip
         assert self.process.poll() is None, self.log()

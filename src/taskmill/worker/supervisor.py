@@ -30,6 +30,7 @@ from taskmill.store.base import ClaimedJob, Listener, Outcome, Progress, WorkerI
 from taskmill.worker import outcomes, protocol
 from taskmill.worker.children import ChildHandle, spawn_child
 from taskmill.worker.protocol import Report
+from taskmill.worker.writer import OutcomeWriter
 
 log = logging.getLogger("taskmill.worker")
 T = TypeVar("T")
@@ -40,6 +41,7 @@ CANCEL_CHECK_S = 0.5  # a running job is killed within this (plus a loop turn) o
 PROGRESS_FLUSH_S = 0.5
 MAX_WAIT_S = 0.25
 OUTAGE_BACKOFF_MAX_S = 10.0
+WRITER_CLOSE_S = 10.0  # at exit, how long to keep trying to record computed outcomes
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class WorkerOptions:
     concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     grace_s: float = 30.0
     lease_s: float | None = None  # None: the app's settings
-    max_prefetch: int = 64
+    max_prefetch: int = 256
     max_tasks_per_child: int | None = None
     max_memory_per_child_mib: int | None = None
     # spawn: children are our direct children, so a signal to the process group reaches
@@ -76,7 +78,8 @@ class Supervisor:
         self.phase = Phase.RUNNING
         self.drain_deadline = 0.0
         self.signals = 0
-        self.outcomes: list[Outcome] = []
+        self.finished: list[Outcome] = []  # outcomes of this loop turn, for the writer
+        self.writer = OutcomeWriter(self.store)
         self.releases: list[tuple[str, int]] = []
         self.progress: dict[str, Progress] = {}
         self.listener: Listener | None = None
@@ -89,6 +92,7 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe()
         self._pending_signals = 0
         self.registered = False
+        self.announced = False  # "ready" is logged once, when every first child is up
 
     # -- the verbs ------------------------------------------------------------------------
 
@@ -107,6 +111,12 @@ class Supervisor:
         finally:
             self.stop_children()
             self._flush(force=True)
+            unwritten = self.writer.close(WRITER_CLOSE_S)
+            if unwritten:
+                log.error(
+                    "could not record %d outcomes; their jobs run again once their leases "
+                    "expire", unwritten, extra={"action": "outcomes_unwritten"},
+                )  # fmt: skip
             self._guarded(lambda: self.store.unregister_worker(self.worker_id))
             if self.listener is not None:
                 self.listener.close()
@@ -209,6 +219,12 @@ class Supervisor:
                 self._on_done(child, report)
         elif kind == protocol.READY:
             child.ready = True
+            if not self.announced and all(c.ready for c in self.children.values()):
+                self.announced = True
+                log.info(
+                    "worker %s ready: %d children serving", self.worker_id, len(self.children),
+                    extra={"action": "worker_ready"},
+                )  # fmt: skip
         elif kind == protocol.PROGRESS:
             job_id, attempt, fraction, text = payload
             self.progress[job_id] = Progress(job_id, attempt, fraction, text)
@@ -219,7 +235,7 @@ class Supervisor:
         job = child.finish(report.job_id)
         if job is None:
             return
-        self.outcomes.append(outcomes.from_report(job, report))
+        self.finished.append(outcomes.from_report(job, report))
         self.progress.pop(job.id, None)
         took = max(0.0, report.finished_at - report.started_at)
         self.avg_job_s = took if self.avg_job_s is None else 0.9 * self.avg_job_s + 0.1 * took
@@ -350,7 +366,7 @@ class Supervisor:
             "job %s (%s) attempt %d: %s", head.id, head.task, head.attempt, error,
             extra={"action": f"job_{kind.value}", "job_id": head.id},
         )  # fmt: skip
-        self.outcomes.append(outcomes.failure(head, kind, error, started, datetime.now(UTC)))
+        self.finished.append(outcomes.failure(head, kind, error, started, datetime.now(UTC)))
         child.finish(head.id)
 
     def _kill(self, child: ChildHandle) -> None:
@@ -433,14 +449,14 @@ class Supervisor:
         return True
 
     def _flush(self, *, force: bool = False) -> None:
-        """Write outcomes, releases and progress. On a store failure they are kept and
-        written once it is back: a result computed during an outage is never dropped."""
+        """Hand outcomes to the writer; write releases and progress. On a store failure
+        everything is kept and written once it is back: a result computed during an outage
+        is never dropped."""
+        if self.finished:
+            self.writer.submit(self.finished)
+            self.finished = []
         if not force and time.monotonic() < self.store_down_until:
             return
-        if self.outcomes:
-            batch = self.outcomes
-            if self._guarded(lambda: self.store.finish_jobs(batch)) is not FAILED:
-                del self.outcomes[: len(batch)]
         if self.releases:
             done = self.releases
             if self._guarded(lambda: self.store.release_jobs(done)) is not FAILED:
