@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench bench-api bench-tools clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,18 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
+bench: $(STAMP) bench-tools
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.api
+
+# The API benchmark drives load with wrk (hey is the fallback people reach for by hand);
+# both come from Debian. Installed on demand, never on the test path.
+bench-tools:
+	@command -v wrk >/dev/null && command -v hey >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk hey; }
+
+bench-api: $(STAMP) bench-tools
+	$(BIN)/python -m bench.api
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

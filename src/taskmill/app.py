@@ -13,6 +13,7 @@ from taskmill.asyncify import async_twin
 from taskmill.config import Settings
 from taskmill.errors import JobNotFound, UnknownTaskError, ValidationError
 from taskmill.jobs import Job, JobStatus, NewJob
+from taskmill.scheduler.periodic import CatchUp, Schedule
 from taskmill.store import Store, open_store
 from taskmill.store.base import JobFilter
 from taskmill.tasks import Task, TaskOptions
@@ -37,6 +38,7 @@ class Taskmill:
     def __init__(self, database_url: str | None = None, *, settings: Settings | None = None):
         self.settings = settings or Settings.from_env(database_url=database_url)
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.schedules: dict[str, Schedule] = {}
         self._store: Store | None = None
         self._store_lock = threading.Lock()
 
@@ -86,10 +88,88 @@ class Taskmill:
         return register if fn is None else register(fn)
 
     def include(self, other: Taskmill) -> None:
-        """Register every task of `other` here too (e.g. the built-in image and demo tasks)."""
+        """Register every task and schedule of `other` here too (e.g. the built-in image and
+        demo tasks, and the image cleanup)."""
         for task in other.tasks.values():
             if task.name not in self.tasks:
                 self.tasks[task.name] = Task(self, task.fn, task.name, task.options)
+        for schedule in other.schedules.values():
+            self.schedules.setdefault(schedule.name, schedule)
+
+    # -- periodic tasks -------------------------------------------------------------------
+
+    def periodic(
+        self,
+        cron: str,
+        *,
+        name: str | None = None,
+        tz: str = "UTC",
+        catch_up: CatchUp = "latest",
+        args: list[Any] | tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_retries: int = 3,
+        timeout: float | None = None,
+        backoff: float = 2.0,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function as a task (options as for `task`) and run it on a cron
+        schedule: 5 fields, or 6 with seconds first. The schedule has the task's name. See
+        `schedule` for tz, catch_up, args and kwargs; raises ValidationError at once for a
+        bad expression, time zone or arguments (and then registers nothing)."""
+
+        def register(func: Callable[P, R]) -> Task[P, R]:
+            task_name = name or func.__name__
+            schedule = Schedule(task_name, task_name, cron, tz, catch_up, args,
+                                {} if kwargs is None else kwargs)  # fmt: skip
+            task = self.task(
+                name=task_name, queue=queue, priority=priority, max_retries=max_retries,
+                timeout=timeout, backoff=backoff,
+            )(func)  # fmt: skip
+            try:
+                self.add_schedule(schedule)
+            except ValidationError:
+                del self.tasks[task.name]
+                raise
+            return task
+
+        return register
+
+    def schedule(
+        self,
+        task: str | Task[Any, Any],
+        cron: str,
+        *,
+        name: str | None = None,
+        tz: str = "UTC",
+        catch_up: CatchUp = "latest",
+        args: list[Any] | tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Schedule:
+        """Run a registered task on a cron schedule: 5 fields (minute hour day month
+        weekday), or 6 with seconds first (Quartz/Spring order), read in the IANA time zone
+        `tz`. Every tick makes exactly one job, however many schedulers run. After
+        downtime, catch_up="latest" runs only the latest missed tick, "all" each missed
+        tick (the latest 100 at most). `name` (default: the task's) must be unique; it names
+        the schedule's stored progress, so renaming one starts it afresh. Raises
+        ValidationError or UnknownTaskError."""
+        task_name = task if isinstance(task, str) else task.name
+        return self.add_schedule(
+            Schedule(name or task_name, task_name, cron, tz, catch_up, args,
+                     {} if kwargs is None else kwargs)
+        )  # fmt: skip
+
+    def add_schedule(self, schedule: Schedule) -> Schedule:
+        """Register a Schedule, checking its task and arguments. Raises ValidationError."""
+        task = self.get_task(schedule.task)
+        if schedule.name in self.schedules:
+            raise ValidationError(f"a schedule named {schedule.name!r} is already registered")
+        try:
+            task.new_job(schedule.args, schedule.kwargs)
+        except ValidationError as exc:
+            raise ValidationError(f"schedule {schedule.name!r}: {exc}") from None
+        self.schedules[schedule.name] = schedule
+        return schedule
 
     def get_task(self, name: object) -> Task[Any, Any]:
         if not isinstance(name, str) or name not in self.tasks:

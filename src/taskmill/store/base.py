@@ -186,6 +186,27 @@ class Store(Protocol):
     def workers_online(self, *, within_s: float) -> list[OnlineWorker]:
         """Workers not stopped whose last heartbeat is at most `within_s` seconds old."""
 
+    # -- scheduler
+
+    def schedule_states(self) -> list[ScheduleState]:
+        """Every stored schedule's progress, by name, with its last job's status."""
+
+    def start_schedule(
+        self, *, name: str, task: str, cron: str, tz: str, since: datetime
+    ) -> ScheduleState:
+        """Store a schedule seen for the first time, progress at `since`; one stored with
+        another (task, cron, tz) takes this definition and restarts from `since` (never
+        backwards). An unchanged one is left alone. Returns the state as now stored."""
+
+    def advance_schedule(self, *, name: str, tick_at: datetime, job_id: str) -> bool:
+        """Record that the job of tick `tick_at` exists; only moves forward, so racing
+        schedulers agree. True when this call moved it."""
+
+    def prune_jobs(self, *, older_than_s: float, limit: int) -> int:
+        """Delete up to `limit` completed, failed or cancelled jobs that finished more than
+        `older_than_s` seconds ago, oldest first; returns how many. Never touches pending
+        or running jobs."""
+
 
 def clean_text(text: str | None) -> str | None:
     """Free text (errors, tracebacks, progress messages) as both databases can keep it. A
@@ -290,3 +311,31 @@ class OnlineWorker:
 
 def _utc(value: datetime | float) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromtimestamp(value, UTC)
+
+
+# -- scheduler
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """What the store keeps of a periodic schedule: the definition it runs under, and how
+    far it got — the latest tick whose job exists (or, before the first, when it was first
+    seen) and that job."""
+
+    name: str
+    task: str
+    cron: str
+    tz: str
+    last_tick_at: datetime
+    last_job_id: str | None
+    last_job_status: JobStatus | None  # None: no job yet, or pruned
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ScheduleState:
+        job_id, status = row["last_job_id"], row["last_job_status"]
+        return cls(
+            name=row["name"], task=row["task"], cron=row["cron"], tz=row["tz"],
+            last_tick_at=_utc(row["last_tick_at"]),
+            last_job_id=None if job_id is None else str(job_id),
+            last_job_status=None if status is None else JobStatus(status),
+        )  # fmt: skip

@@ -6,6 +6,7 @@ import logging
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -22,6 +23,7 @@ from taskmill.store.base import (
     Outcome,
     Progress,
     QueueCounts,
+    ScheduleState,
     WorkerInfo,
     clean_text,
     duration_bound_params,
@@ -40,9 +42,7 @@ COPY_MIN_JOBS = 100  # below this, one INSERT statement is as fast as COPY
 # Batch statements join a JSON or array parameter of unknown length to the jobs table.
 # A prepared statement's generic plan guesses that length and picked a scan of every
 # running job; planned afresh each time, they look up exactly the batch by primary key.
-UNPREPARED = frozenset(
-    {"finish_jobs", "release_jobs", "set_progress", "find_by_idempotency_keys"}
-)
+UNPREPARED = frozenset({"finish_jobs", "release_jobs", "set_progress", "find_by_idempotency_keys"})
 CONNECT_TIMEOUT_S = 5
 
 
@@ -338,3 +338,25 @@ class PostgresStore:
     def workers_online(self, *, within_s: float) -> list[OnlineWorker]:
         rows = self._rows("workers_online", {"within_s": within_s})
         return [OnlineWorker.from_row(r) for r in rows]
+
+    # -- scheduler
+
+    def schedule_states(self) -> list[ScheduleState]:
+        return [ScheduleState.from_row(r) for r in self._rows("schedule_states", {"name": None})]
+
+    def start_schedule(
+        self, *, name: str, task: str, cron: str, tz: str, since: datetime
+    ) -> ScheduleState:
+        params = {"name": name, "task": task, "cron": cron, "tz": tz, "since": since}
+        with self._conn() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(Q["start_schedule"], params)
+            row = cur.execute(Q["schedule_states"], {"name": name}).fetchone()
+        assert row is not None  # inserted or kept just above, in this transaction
+        return ScheduleState.from_row(row)
+
+    def advance_schedule(self, *, name: str, tick_at: datetime, job_id: str) -> bool:
+        params = {"name": name, "tick_at": tick_at, "job_id": job_id}
+        return bool(self._rows("advance_schedule", params))
+
+    def prune_jobs(self, *, older_than_s: float, limit: int) -> int:
+        return self._execute("prune_jobs", {"older_than_s": older_than_s, "limit": limit})

@@ -90,7 +90,7 @@ class Supervisor:
         self.outage_backoff_s = 0.0
         self._timers: dict[str, float] = {}
         self._wake_r, self._wake_w = os.pipe()
-        self._pending_signals = 0
+        self.signals_seen = 0  # delivered by the OS; `signals` counts those acted on
         self.registered = False
         self.announced = False  # "ready" is logged once, when every first child is up
 
@@ -106,12 +106,12 @@ class Supervisor:
             extra={"action": "worker_started", "worker": self.worker_id},
         )  # fmt: skip
         try:
-            while self.phase is not Phase.STOPPED:
+            while self.phase is not Phase.STOPPED and self.signals_seen < 2:
                 self.step()
         finally:
             self.stop_children()
             self._flush(force=True)
-            unwritten = self.writer.close(WRITER_CLOSE_S)
+            unwritten = self.writer.close(WRITER_CLOSE_S if self.signals_seen < 2 else 1.0)
             if unwritten:
                 log.error(
                     "could not record %d outcomes; their jobs run again once their leases "
@@ -400,14 +400,16 @@ class Supervisor:
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
-        self._pending_signals += 1
+        # Only this handler writes `signals_seen`, so no signal can be lost to a race with
+        # the loop; the loop acts on it (sending messages to children is no work for a
+        # handler that may run between any two bytecodes of the loop).
+        self.signals_seen += 1
 
     def _consume_signals(self) -> None:
         with contextlib.suppress(BlockingIOError):
             os.read(self._wake_r, 512)
-        for _ in range(self._pending_signals):
+        while self.signals < self.signals_seen:
             self.request_stop()
-        self._pending_signals = 0
 
     def _drain_progress(self) -> None:
         busy = [c for c in self.children.values() if c.assigned]

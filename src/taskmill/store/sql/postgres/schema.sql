@@ -63,3 +63,17 @@ $$;
 
 CREATE TRIGGER taskmill_jobs_inserted AFTER INSERT ON taskmill_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION taskmill_notify_jobs();
+
+-- Retention deletes finished jobs oldest first; this holds exactly the rows it may delete.
+CREATE INDEX taskmill_jobs_finished ON taskmill_jobs (finished_at)
+    WHERE status IN ('completed', 'failed', 'cancelled');
+
+-- One row per periodic schedule: how far it got. Schedulers only move last_tick_at forward.
+CREATE TABLE taskmill_schedules (
+    name         text PRIMARY KEY,
+    task         text NOT NULL,
+    cron         text NOT NULL,
+    tz           text NOT NULL,
+    last_tick_at timestamptz NOT NULL,
+    last_job_id  uuid
+);

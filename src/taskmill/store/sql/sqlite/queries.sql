@@ -196,3 +196,42 @@ GROUP BY task, queue, status
 SELECT id, host, pid, queues, concurrency, started_at, heartbeat_at FROM taskmill_workers
 WHERE stopped_at IS NULL AND heartbeat_at > :now - :within_s
 ORDER BY started_at, id
+
+
+-- scheduler
+
+-- name: schedule_states
+SELECT s.name, s.task, s.cron, s.tz, s.last_tick_at, s.last_job_id,
+       j.status AS last_job_status
+FROM taskmill_schedules AS s LEFT JOIN taskmill_jobs AS j ON j.id = s.last_job_id
+WHERE :name IS NULL OR s.name = :name
+ORDER BY s.name
+
+-- name: start_schedule
+-- First sight stores the schedule from :since. A changed definition restarts from :since,
+-- never backwards; an unchanged one is not written at all.
+INSERT INTO taskmill_schedules (name, task, cron, tz, last_tick_at)
+VALUES (:name, :task, :cron, :tz, :since)
+ON CONFLICT (name) DO UPDATE
+SET task = excluded.task, cron = excluded.cron, tz = excluded.tz,
+    last_tick_at = max(taskmill_schedules.last_tick_at, excluded.last_tick_at)
+WHERE taskmill_schedules.task <> excluded.task OR taskmill_schedules.cron <> excluded.cron
+   OR taskmill_schedules.tz <> excluded.tz
+
+-- name: advance_schedule
+-- Only forward: of schedulers racing on the same tick, one moves it and the rest change
+-- nothing; a scheduler that read an older state cannot move it back.
+UPDATE taskmill_schedules SET last_tick_at = :tick_at, last_job_id = :job_id
+WHERE name = :name AND last_tick_at < :tick_at
+RETURNING name
+
+-- name: prune_jobs
+-- Oldest finished first, in batches (taskmill_jobs_finished holds exactly these rows).
+-- The status test is repeated outside: only final jobs are ever deleted.
+DELETE FROM taskmill_jobs
+WHERE id IN (
+    SELECT id FROM taskmill_jobs
+    WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < :now - :older_than_s
+    ORDER BY finished_at
+    LIMIT :limit
+) AND status IN ('completed', 'failed', 'cancelled')
