@@ -182,9 +182,11 @@ class Supervisor:
         waitables: list[Any] = [self._wake_r]
         for child in self.children.values():
             waitables += [child.conn, child.process.sentinel]
-        fd = self._listener_fd()
+        fd, news = self._listener_fd()
         if fd is not None:
             waitables.append(fd)
+        elif news:
+            timeout_s = 0.0  # a polled store just changed: claim now, not after a nap
         for ready in wait(waitables, timeout_s):
             if isinstance(ready, Connection):
                 self._read_child(ready)
@@ -312,27 +314,29 @@ class Supervisor:
         wait_s = IDLE_POLL_S if due is None or due is FAILED else min(IDLE_POLL_S, max(due, 0.0))
         self.next_poll = time.monotonic() + wait_s
 
-    def _listener_fd(self) -> int | None:
+    def _listener_fd(self) -> tuple[int | None, bool]:
+        """The descriptor to wait on for news; without one (SQLite), poll now and say
+        whether there was news."""
         if self.listener is None and time.monotonic() >= self.store_down_until:
             listener = self._guarded(self.store.listener)
             self.listener = None if listener is FAILED else listener
             self.maybe_work = True  # we may have missed news while it was down
         if self.listener is None:
-            return None
+            return None, False
         fd = self.listener.fileno()
-        if fd is None:
-            self._check_listener()
-        return fd
+        return fd, fd is None and self._check_listener()
 
-    def _check_listener(self) -> None:
+    def _check_listener(self) -> bool:
         if self.listener is None:
-            return
+            return False
         news = self._guarded(self.listener.check)
         if news is FAILED:  # the connection broke: a new one is made once the store is back
             self.listener.close()
             self.listener = None
-        elif news:
+            return False
+        if news:
             self.maybe_work = True
+        return news
 
     # -- deadlines, cancels, crashes ------------------------------------------------------
 
