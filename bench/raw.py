@@ -1,8 +1,8 @@
 """The baselines: taskmill's SQL driven directly, with no taskmill code in the loop.
 
-Everything here is a copy. The DDL copies store/sql/*/schema.sql, and the statements in
-COPIES copy store/sql/*/queries.sql; `stale_copies` tells when they no longer match. The module
-never imports taskmill, so a slow path in taskmill's Python cannot slow the baseline too.
+The schema and statements are taskmill's own, read from store/sql/*/ as text with the tables
+renamed bench_*. The module never imports taskmill, so a slow path in taskmill's Python
+cannot slow the baseline too.
 
 - bare insert: one single-row INSERT per committed transaction, on one connection.
 - insert many: N rows in one transaction, by the store's bulk path (PostgreSQL: COPY).
@@ -31,230 +31,48 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 CHILD_START_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 600.0
 
-# -- PostgreSQL ---------------------------------------------------------------------------
+# taskmill's own SQL, read as text from its files (never imported) with its tables renamed
+# bench_*: the baselines run exactly the statements the store runs, and cannot drift.
+SQL_DIR = ROOT / "src" / "taskmill" / "store" / "sql"
+_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+_JOBS_TABLE = re.compile(r"CREATE TABLE bench_jobs \(.*?\n\);", re.DOTALL)
 
-PG_COLUMNS = """
-    id               uuid PRIMARY KEY,
-    task             text NOT NULL,
-    queue            text NOT NULL,
-    priority         integer NOT NULL DEFAULT 0,
-    status           text NOT NULL DEFAULT 'pending'
-                     CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
-    args             jsonb NOT NULL DEFAULT '[]',
-    kwargs           jsonb NOT NULL DEFAULT '{}',
-    attempts         integer NOT NULL DEFAULT 0,
-    max_retries      integer NOT NULL,
-    timeout_s        double precision,
-    backoff          double precision NOT NULL,
-    idempotency_key  text,
-    created_at       timestamptz NOT NULL DEFAULT now(),
-    scheduled_at     timestamptz NOT NULL DEFAULT now(),
-    started_at       timestamptz,
-    finished_at      timestamptz,
-    duration_s       double precision,
-    worker           text,
-    lease_expires_at timestamptz,
-    result           jsonb,
-    error            text,
-    traceback        text,
-    progress         double precision,
-    progress_message text,
-    cancel_requested boolean NOT NULL DEFAULT false
-"""
 
-PG_SETUP = [
-    # The same columns, primary key only: what a bare INSERT + commit costs.
-    f"CREATE TABLE bench_bare ({PG_COLUMNS})",
-    # The same table as taskmill_jobs: indexes and the NOTIFY trigger too.
-    f"CREATE TABLE bench_jobs ({PG_COLUMNS})",
-    """CREATE INDEX bench_jobs_claim_any ON bench_jobs (priority DESC, scheduled_at, id)
-       WHERE status = 'pending'""",
-    """CREATE INDEX bench_jobs_claim_queue ON bench_jobs (queue, priority DESC, scheduled_at, id)
-       WHERE status = 'pending'""",
-    "CREATE INDEX bench_jobs_running ON bench_jobs (worker) WHERE status = 'running'",
-    """CREATE UNIQUE INDEX bench_jobs_idempotency ON bench_jobs (task, idempotency_key)
-       WHERE idempotency_key IS NOT NULL""",
-    """CREATE FUNCTION bench_notify_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
-       BEGIN PERFORM pg_notify('bench_jobs', ''); RETURN NULL; END; $$""",
-    """CREATE TRIGGER bench_jobs_inserted AFTER INSERT ON bench_jobs
-       FOR EACH STATEMENT EXECUTE FUNCTION bench_notify_jobs()""",
-]
+def _sql_text(dialect: Dialect, filename: str) -> str:
+    return (SQL_DIR / dialect / filename).read_text().replace("taskmill_", "bench_")
 
+
+def _queries(dialect: Dialect) -> dict[str, str]:
+    parts = _NAME.split(_sql_text(dialect, "queries.sql"))
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def _bare_table(dialect: Dialect) -> str:
+    """The jobs table's columns with its primary key only: what a bare INSERT costs."""
+    found = _JOBS_TABLE.search(_sql_text(dialect, "schema.sql"))
+    if found is None:
+        raise RuntimeError(f"no CREATE TABLE taskmill_jobs in {dialect}/schema.sql")
+    return found.group(0).replace("bench_jobs", "bench_bare")
+
+
+PG_Q = _queries("postgres")
+SQLITE_Q = _queries("sqlite")
+PG_NOW, PG_COPY = PG_Q["transaction_time"], PG_Q["copy_jobs"]
+PG_CLAIM, PG_FINISH = PG_Q["claim_jobs_any"], PG_Q["finish_jobs"]
+SQLITE_INSERT_MANY = SQLITE_Q["insert_jobs"]
+SQLITE_CLAIM, SQLITE_FINISH = SQLITE_Q["claim_jobs_any"], SQLITE_Q["finish_jobs"]
+
+# The bare single-row INSERT + commit: the baseline itself, so written out here.
 PG_INSERT_ONE = """
 INSERT INTO {table} (id, task, queue, priority, args, kwargs, max_retries, timeout_s, backoff,
                      idempotency_key, scheduled_at)
 VALUES (%s, 'noop', 'default', 0, '[]', '{{}}', 3, NULL, 2.0, NULL, now())
 """
-
-PG_NOW = "SELECT now() AS now"
-
-# taskmill's bulk path for batches without idempotency keys (copy_jobs).
-PG_COPY = """
-COPY bench_jobs (id, task, queue, priority, args, kwargs, max_retries, timeout_s, backoff,
-                 scheduled_at) FROM STDIN
-"""
-
-PG_CLAIM = """
-WITH no_flush AS (
-    SELECT set_config('synchronous_commit', 'off', true)
-), picked AS (
-    SELECT id FROM bench_jobs
-    WHERE status = 'pending' AND scheduled_at <= now()
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE bench_jobs AS j
-SET status = 'running', attempts = j.attempts + 1, started_at = now(),
-    worker = %(worker_id)s, lease_expires_at = now() + make_interval(secs => %(lease_s)s)
-FROM picked, no_flush WHERE j.id = picked.id
-RETURNING j.id::text, j.attempts, j.task, j.args::text, j.kwargs::text, j.priority,
-          extract(epoch FROM j.scheduled_at)::float8, j.max_retries, j.backoff, j.timeout_s
-"""
-
-PG_FINISH = """
-UPDATE bench_jobs AS j
-SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE u.status END,
-    result = u.result, error = u.error, traceback = u.traceback,
-    started_at = u.started_at,
-    finished_at = CASE WHEN u.status = 'pending' AND NOT j.cancel_requested
-                       THEN NULL ELSE u.finished_at END,
-    duration_s = extract(epoch FROM u.finished_at - u.started_at),
-    scheduled_at = CASE WHEN u.status = 'pending'
-                        THEN now() + make_interval(secs => u.retry_delay_s)
-                        ELSE j.scheduled_at END,
-    progress = CASE WHEN u.status = 'completed' THEN 1.0 ELSE j.progress END,
-    lease_expires_at = NULL
-FROM (
-    SELECT (e ->> 0)::uuid AS id, (e ->> 1)::integer AS attempt, e ->> 2 AS status,
-           nullif((e -> 3)::jsonb, 'null') AS result, e ->> 4 AS error, e ->> 5 AS traceback,
-           to_timestamp((e ->> 6)::float8) AS started_at,
-           to_timestamp((e ->> 7)::float8) AS finished_at, (e ->> 8)::float8 AS retry_delay_s
-    FROM json_array_elements(%(outcomes)s::json) AS e
-) AS u
-WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt
-"""
-
-# -- SQLite -------------------------------------------------------------------------------
-
-SQLITE_COLUMNS = """
-    id               TEXT PRIMARY KEY,
-    task             TEXT NOT NULL,
-    queue            TEXT NOT NULL,
-    priority         INTEGER NOT NULL DEFAULT 0,
-    status           TEXT NOT NULL DEFAULT 'pending'
-                     CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
-    args             TEXT NOT NULL DEFAULT '[]',
-    kwargs           TEXT NOT NULL DEFAULT '{}',
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    max_retries      INTEGER NOT NULL,
-    timeout_s        REAL,
-    backoff          REAL NOT NULL,
-    idempotency_key  TEXT,
-    created_at       REAL NOT NULL,
-    scheduled_at     REAL NOT NULL,
-    started_at       REAL,
-    finished_at      REAL,
-    duration_s       REAL,
-    worker           TEXT,
-    lease_expires_at REAL,
-    result           TEXT,
-    error            TEXT,
-    traceback        TEXT,
-    progress         REAL,
-    progress_message TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-"""
-
-SQLITE_SETUP = [
-    f"CREATE TABLE bench_bare ({SQLITE_COLUMNS})",
-    f"CREATE TABLE bench_jobs ({SQLITE_COLUMNS})",
-    """CREATE INDEX bench_jobs_claim_any ON bench_jobs (priority DESC, scheduled_at, id)
-       WHERE status = 'pending'""",
-    """CREATE INDEX bench_jobs_claim_queue ON bench_jobs (queue, priority DESC, scheduled_at, id)
-       WHERE status = 'pending'""",
-    "CREATE INDEX bench_jobs_running ON bench_jobs (worker) WHERE status = 'running'",
-    """CREATE UNIQUE INDEX bench_jobs_idempotency ON bench_jobs (task, idempotency_key)
-       WHERE idempotency_key IS NOT NULL""",
-]
-
 SQLITE_INSERT_ONE = """
 INSERT INTO {table} (id, task, queue, priority, args, kwargs, max_retries, timeout_s, backoff,
                      idempotency_key, created_at, scheduled_at)
 VALUES (?, 'noop', 'default', 0, '[]', '{{}}', 3, NULL, 2.0, NULL, ?, ?)
 """
-
-SQLITE_INSERT_MANY = """
-INSERT INTO bench_jobs (id, task, queue, priority, args, kwargs, max_retries, timeout_s,
-                        backoff, idempotency_key, created_at, scheduled_at)
-SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
-       value ->> 6, value ->> 7, value ->> 8, value ->> 9, :now, coalesce(value ->> 10, :now)
-FROM json_each(:jobs) WHERE true
-ON CONFLICT (task, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id
-"""
-
-SQLITE_CLAIM = """
-UPDATE bench_jobs
-SET status = 'running', attempts = attempts + 1, started_at = :now, worker = :worker_id,
-    lease_expires_at = :now + :lease_s
-WHERE id IN (
-    SELECT id FROM bench_jobs
-    WHERE status = 'pending' AND scheduled_at <= :now
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT :limit
-)
-RETURNING id, attempts, task, args, kwargs, priority, scheduled_at, max_retries, backoff,
-          timeout_s
-"""
-
-SQLITE_FINISH = """
-UPDATE bench_jobs AS j
-SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE u.status END,
-    result = u.result, error = u.error, traceback = u.traceback,
-    started_at = u.started_at,
-    finished_at = CASE WHEN u.status = 'pending' AND NOT j.cancel_requested
-                       THEN NULL ELSE u.finished_at END,
-    duration_s = u.finished_at - u.started_at,
-    scheduled_at = CASE WHEN u.status = 'pending' THEN :now + u.retry_delay_s
-                        ELSE j.scheduled_at END,
-    progress = CASE WHEN u.status = 'completed' THEN 1.0 ELSE j.progress END,
-    lease_expires_at = NULL
-FROM (
-    SELECT value ->> 0 AS id, value ->> 1 AS attempt, value ->> 2 AS status,
-           nullif(value -> 3, 'null') AS result, value ->> 4 AS error,
-           value ->> 5 AS traceback,
-           value ->> 6 AS started_at, value ->> 7 AS finished_at, value ->> 8 AS retry_delay_s
-    FROM json_each(:outcomes)
-) AS u
-WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt
-"""
-
-COPIES: dict[str, dict[str, str]] = {
-    "postgres": {"transaction_time": PG_NOW, "copy_jobs": PG_COPY, "claim_jobs_any": PG_CLAIM,
-                 "finish_jobs": PG_FINISH},
-    "sqlite": {"insert_jobs": SQLITE_INSERT_MANY, "claim_jobs_any": SQLITE_CLAIM,
-               "finish_jobs": SQLITE_FINISH},
-}  # fmt: skip
-_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
-
-
-def _normalized(statement: str) -> str:
-    lines = [line for line in statement.splitlines() if not line.strip().startswith("--")]
-    return " ".join(" ".join(lines).replace("bench_jobs", "taskmill_jobs").split())
-
-
-def stale_copies(dialect: Dialect) -> list[str]:
-    """Names of the statements copied here that no longer match taskmill's queries.sql
-    (read as text, not imported): a ceiling built on them compares different SQL."""
-    path = ROOT / "src" / "taskmill" / "store" / "sql" / dialect / "queries.sql"
-    parts = _NAME.split(path.read_text())
-    blocks = dict(zip(parts[1::2], parts[2::2], strict=True))
-    return [
-        name
-        for name, copy in COPIES[dialect].items()
-        if _normalized(blocks.get(name, "")) != _normalized(copy)
-    ]
 
 
 COUNT_PENDING = "SELECT count(*) FROM bench_jobs WHERE status = 'pending'"
@@ -280,13 +98,12 @@ def setup(dialect: Dialect, target: str) -> None:
     """Create the baseline tables in the scratch database (URL) or file (path)."""
     if dialect == "postgres":
         with pg_connect(target) as conn:
-            for statement in PG_SETUP:
-                conn.execute(statement.encode())
+            conn.execute(_sql_text("postgres", "schema.sql").encode())
+            conn.execute(_bare_table("postgres").encode())
         return
     conn_s = sqlite_connect(Path(target))
     try:
-        for statement in SQLITE_SETUP:
-            conn_s.execute(statement)
+        conn_s.executescript(_sql_text("sqlite", "schema.sql") + _bare_table("sqlite"))
     finally:
         conn_s.close()
 
