@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-TASKMILL = [sys.executable, "-m", "taskmill"]
+from tests.processes import ROOT, TASKMILL
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,39 +16,27 @@ import pytest
 
 from taskmill import Taskmill
 from taskmill.config import Settings
-from tests.acceptance.processes import TASKMILL, alive, clean_env, descendants
+from tests.acceptance.processes import alive, clean_env, descendants
 from tests.helpers import wait_until
+from tests.processes import TaskmillProcess
 
-URL = re.compile(r"API\s+(http://\S+?)/api/tasks")
 
-
-class Up:
+class Up(TaskmillProcess):
     """`taskmill up --port 0` in its own session, in `cwd`."""
 
     def __init__(self, cwd: Path, *args: str, **env: str) -> None:
-        self.log_path = cwd / "up.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [*TASKMILL, "up", "--port", "0", "-c", "1", *args], cwd=cwd,
-            env=clean_env(TASKMILL_DEMO_FAILURE_RATE="0", **env), stdout=self._log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        super().__init__(
+            ["up", "--port", "0", "-c", "1", *args], cwd=cwd,
+            env=clean_env(TASKMILL_DEMO_FAILURE_RATE="0", **env), log_path=cwd / "up.log",
         )  # fmt: skip
         self.database_url = f"sqlite:///{cwd}/taskmill-data/taskmill.db"
         self.url = ""
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def wait_serving(self) -> set[int]:
         """Until the API answers and the worker has started; returns the processes."""
-        found = wait_until(
-            lambda: URL.search(self.log()) or self.process.poll() is not None,
-            timeout_s=60, what="up printed its URL",
-        )  # fmt: skip
-        assert isinstance(found, re.Match), self.log()
-        self.url = found.group(1)
+        self.url = self.wait_for_url(timeout_s=60)
         wait_until(lambda: self._get("/readyz") == 200, timeout_s=60, what="API ready")
-        wait_until(lambda: "started:" in self.log(), timeout_s=60, what="worker started")
+        self.wait_for_line("started:", timeout_s=60)
         tree = descendants(self.process.pid)
         assert len(tree) >= 3, self.log()  # API, worker, and the worker's child at least
         return tree
@@ -71,14 +57,7 @@ class Up:
         return status
 
     def ctrl_c(self) -> None:
-        os.killpg(self.process.pid, signal.SIGINT)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-        self._log.close()
+        self.signal(signal.SIGINT, group=True)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,42 +17,25 @@ from pathlib import Path
 import pytest
 
 from taskmill import JobStatus, Taskmill
-from tests.helpers import wait_until
 from tests.integration.conftest import StartWorker
-from tests.integration.workers import ROOT, TASKMILL
+from tests.processes import ROOT, TaskmillProcess
 
 EVERY_SECOND = [{"task": "add", "cron": "* * * * * *", "name": "every-second", "args": [1, 2]}]
 FIRED = re.compile(r"schedule every-second fired: job \S+ for (periodic:every-second:\S+)")
 
 
-class SchedulerProcess:
+class SchedulerProcess(TaskmillProcess):
     """`taskmill scheduler -A tests.worker_app:app` with schedules from TASKMILL_SCHEDULES."""
 
     def __init__(self, database_url: str, log_path: Path) -> None:
         env = {**os.environ, "TASKMILL_DATABASE_URL": database_url,
                "TASKMILL_SCHEDULES": json.dumps(EVERY_SECOND)}  # fmt: skip
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [*TASKMILL, "scheduler", "-A", "tests.worker_app:app"], cwd=ROOT, env=env,
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        super().__init__(
+            ["scheduler", "-A", "tests.worker_app:app"], cwd=ROOT, env=env, log_path=log_path
+        )
 
     def wait_started(self) -> None:
-        wait_until(
-            lambda: "scheduler started" in self.log() or self.process.poll() is not None,
-            timeout_s=30, what="scheduler started",
-        )  # fmt: skip
-        assert self.process.poll() is None, self.log()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-        self._log.close()
+        self.wait_for_line("scheduler started")
 
 
 StartScheduler = Callable[[], SchedulerProcess]

@@ -81,6 +81,13 @@ class WorkerInfo:
     queues_json: str | None  # JSON list of queue names; None serves every queue
     concurrency: int
 
+    def params(self) -> dict[str, object]:
+        """The register_worker query's parameters (both dialects name them alike)."""
+        return {
+            "id": self.id, "host": self.host, "pid": self.pid, "queues": self.queues_json,
+            "concurrency": self.concurrency,
+        }  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class JobFilter:

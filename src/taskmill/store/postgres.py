@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -307,16 +306,7 @@ class PostgresStore:
     # -- workers --------------------------------------------------------------------------
 
     def register_worker(self, info: WorkerInfo) -> None:
-        self._execute(
-            "register_worker",
-            {
-                "id": info.id,
-                "host": info.host or socket.gethostname(),
-                "pid": info.pid,
-                "queues": info.queues_json,
-                "concurrency": info.concurrency,
-            },
-        )
+        self._execute("register_worker", info.params())
 
     def unregister_worker(self, worker_id: str) -> None:
         self._execute("unregister_worker", {"id": worker_id})

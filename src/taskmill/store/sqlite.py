@@ -343,16 +343,7 @@ class SQLiteStore:
     # -- workers --------------------------------------------------------------------------
 
     def register_worker(self, info: WorkerInfo) -> None:
-        self._write(
-            "register_worker",
-            {
-                "id": info.id,
-                "host": info.host,
-                "pid": info.pid,
-                "queues": info.queues_json,
-                "concurrency": info.concurrency,
-            },
-        )
+        self._write("register_worker", info.params())
 
     def unregister_worker(self, worker_id: str) -> None:
         self._write("unregister_worker", {"id": worker_id})
