@@ -33,7 +33,12 @@ class InvalidTransition(TaskmillError):
         self.action = action
 
 
-class StoreError(TaskmillError):
+class TransientError(TaskmillError):
+    """A failure that may pass if the operation is retried: a task that raises one gets
+    another attempt, unlike other TaskmillErrors (which say the input cannot work)."""
+
+
+class StoreError(TransientError):
     """The database failed or could not be reached; the operation may be retried."""
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
 from taskmill.errors import InvalidTransition, JobNotFound
+from taskmill.images.records import Image, ImageStatus, NewImage, StoredObject
 from taskmill.jobs import Job, JobStatus, NewJob
 
 
@@ -213,6 +214,32 @@ class Store(Protocol):
         """Delete up to `limit` completed, failed or cancelled jobs that finished more than
         `older_than_s` seconds ago, oldest first; returns how many. Never touches pending
         or running jobs."""
+
+    # -- images
+
+    def insert_image(self, image: NewImage, job: NewJob) -> tuple[Image, bool]:
+        """Record an upload and its processing job in one transaction. With an
+        idempotency key already used, nothing is stored and the existing image comes back:
+        (image, False)."""
+
+    def get_image(self, image_id: str) -> Image | None: ...
+
+    def list_images(self, *, limit: int, before_id: str | None) -> list[Image]:
+        """Newest first; `before_id` is the last id of the previous page."""
+
+    def finish_image(
+        self, image_id: str, *, status: ImageStatus, renditions: Mapping[str, StoredObject],
+        error: str | None,
+    ) -> Image | None:  # fmt: skip
+        """Record the outcome of processing; None when the image was deleted meanwhile."""
+
+    def delete_image(self, image_id: str) -> Image | None:
+        """Delete the record and return it (its object keys), or None if there was none."""
+
+    def expired_images(self, *, older_than_s: float, limit: int) -> list[Image]:
+        """Up to `limit` images created more than `older_than_s` seconds ago, oldest first."""
+
+    def delete_images(self, image_ids: Sequence[str]) -> int: ...
 
 
 def clean_text(text: str | None) -> str | None:

@@ -22,7 +22,14 @@ def sql_dir(dialect: str) -> Path:
 
 @cache
 def queries(dialect: str) -> dict[str, str]:
-    return parse_queries((sql_dir(dialect) / "queries.sql").read_text())
+    """Every named block of `queries*.sql` (one file per area: jobs, images, ...)."""
+    found: dict[str, str] = {}
+    for path in sorted(sql_dir(dialect).glob("queries*.sql")):
+        for name, sql in parse_queries(path.read_text()).items():
+            if name in found:
+                raise ValueError(f"{path}: query {name!r} is defined twice")
+            found[name] = sql
+    return found
 
 
 def schema_sql(dialect: str) -> str:

@@ -7,13 +7,14 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from taskmill.errors import StoreError, StoreUnavailable
+from taskmill.images.records import Image, ImageStatus, NewImage, StoredObject, image_from_row
 from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.store.base import (
     ClaimedJob,
@@ -49,6 +50,21 @@ def path_from_url(url: str) -> str:
 
 def _epoch(value: Any) -> float | None:
     return None if value is None else float(value.timestamp())
+
+
+def _jobs_json(jobs: Sequence[NewJob]) -> str:
+    """The :jobs parameter of insert_jobs: one JSON array per job."""
+    return json.dumps(
+        [
+            [j.id, j.task, j.queue, j.priority, j.args_json, j.kwargs_json, j.max_retries,
+             j.timeout_s, j.backoff, j.idempotency_key, _epoch(j.scheduled_at)]
+            for j in jobs
+        ]
+    )  # fmt: skip
+
+
+def _images(rows: Sequence[dict[str, Any]]) -> list[Image]:
+    return [image_from_row(r, epoch_times=True, json_text=True) for r in rows]
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -211,13 +227,7 @@ class SQLiteStore:
     def insert_jobs(self, jobs: Sequence[NewJob]) -> list[Job]:
         if not jobs:
             return []
-        payload = json.dumps(
-            [
-                [j.id, j.task, j.queue, j.priority, j.args_json, j.kwargs_json, j.max_retries,
-                 j.timeout_s, j.backoff, j.idempotency_key, _epoch(j.scheduled_at)]
-                for j in jobs
-            ]
-        )  # fmt: skip
+        payload = _jobs_json(jobs)
         now = time.time()
         with self._tx() as conn:
             rows = conn.execute(Q["insert_jobs"], {"jobs": payload, "now": now}).fetchall()
@@ -390,3 +400,43 @@ class SQLiteStore:
         with self._tx() as conn:
             params = {"now": time.time(), "older_than_s": older_than_s, "limit": limit}
             return conn.execute(Q["prune_jobs"], params).rowcount
+
+    # -- images
+
+    def insert_image(self, image: NewImage, job: NewJob) -> tuple[Image, bool]:
+        now = time.time()
+        with self._tx() as conn:
+            params = {**image.params(), "now": now}
+            if conn.execute(Q["insert_image"], params).fetchone() is None:
+                key = {"key": image.idempotency_key}
+                return _images(conn.execute(Q["get_image_by_key"], key).fetchall())[0], False
+            conn.execute(Q["insert_jobs"], {"jobs": _jobs_json([job]), "now": now})
+            return _images(conn.execute(Q["get_image"], {"id": image.id}).fetchall())[0], True
+
+    def get_image(self, image_id: str) -> Image | None:
+        found = _images(self._read("get_image", {"id": image_id}))
+        return found[0] if found else None
+
+    def list_images(self, *, limit: int, before_id: str | None) -> list[Image]:
+        return _images(self._read("list_images", {"before_id": before_id, "limit": limit}))
+
+    def finish_image(
+        self, image_id: str, *, status: ImageStatus, renditions: Mapping[str, StoredObject],
+        error: str | None,
+    ) -> Image | None:  # fmt: skip
+        params = {
+            "id": image_id, "status": status.value, "error": clean_text(error),
+            "renditions": json.dumps({n: r.to_dict() for n, r in renditions.items()}),
+        }  # fmt: skip
+        return self.get_image(image_id) if self._write("finish_image", params) else None
+
+    def delete_image(self, image_id: str) -> Image | None:
+        rows = self._write("delete_image", {"id": image_id})
+        return _images(rows)[0] if rows else None
+
+    def expired_images(self, *, older_than_s: float, limit: int) -> list[Image]:
+        params = {"now": time.time(), "older_than_s": older_than_s, "limit": limit}
+        return _images(self._read("expired_images", params))
+
+    def delete_images(self, image_ids: Sequence[str]) -> int:
+        return len(self._write("delete_images", {"ids": json.dumps(list(image_ids))}))

@@ -11,7 +11,7 @@ from typing import Any
 
 from taskmill.app import Taskmill
 from taskmill.context import JobContext, ProgressSink, bind_job, unbind_job
-from taskmill.errors import PermanentError, Retry, TaskmillError
+from taskmill.errors import PermanentError, Retry, TaskmillError, TransientError
 from taskmill.tasks import to_json
 from taskmill.worker.protocol import JobSpec, Report, ReportKind
 
@@ -41,6 +41,8 @@ class Runner:
             result = to_json(value, "the task's result")
         except Retry as exc:
             return self._report(spec, started, ReportKind.RETRY, exc, retry_delay_s=exc.delay)
+        except TransientError as exc:  # the database or storage was away: try again later
+            return self._report(spec, started, ReportKind.ERROR, exc)
         except (PermanentError, TaskmillError) as exc:
             # TaskmillError here: unknown task in this worker, a non-JSON result — retrying
             # the same code cannot help.

@@ -1,0 +1,1 @@
+"""The image service: uploads turned into web-ready renditions by taskmill jobs."""
