@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench bench-api bench-tools clean
+.PHONY: run test test-system-packages lint format bench bench-api bench-tools clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/taskmill up
 
-test: $(STAMP)
+# The suite drives a real S3 server (Ceph RGW) and a real browser (Chromium).
+test: $(STAMP) test-system-packages
 	$(BIN)/pytest
+
+test-system-packages:
+	scripts/install-test-system-packages.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
