@@ -27,7 +27,7 @@ from tests.tasks_for_tests import register_test_tasks
 
 T = TypeVar("T")
 
-TABLES = frozenset({"taskmill_jobs", "taskmill_workers"})
+TABLES = frozenset({"taskmill_jobs", "taskmill_workers", "taskmill_images"})
 
 
 def make_app(database_url: str) -> Taskmill:

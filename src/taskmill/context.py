@@ -6,8 +6,12 @@ import math
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from taskmill.errors import TaskmillError, ValidationError
+
+if TYPE_CHECKING:
+    from taskmill.app import Taskmill
 
 ProgressSink = Callable[[str, float, str | None], None]
 
@@ -18,6 +22,7 @@ class JobContext:
     task: str
     attempt: int
     _sink: ProgressSink
+    app: Taskmill | None = None  # the app the worker runs: its store, settings and tasks
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
         """Record progress between 0.0 and 1.0 with an optional short message.

@@ -8,6 +8,8 @@ count the retained jobs only."""
 
 from __future__ import annotations
 
+import enum
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -15,7 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from taskmill.jobs import JobStatus
-from taskmill.store.base import DURATION_BOUNDS_S, JobStats, OnlineWorker, Store
+from taskmill.store.base import (
+    DURATION_BOUNDS_S,
+    JobStats,
+    OnlineWorker,
+    RunningJob,
+    Store,
+    ThroughputBucket,
+    WorkerRecord,
+)
 
 THROUGHPUT_WINDOW_S = 60.0  # "jobs/s over the last minute"
 FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED)  # what throughput and durations count
@@ -170,3 +180,81 @@ class StatsService:
                 self._cached = collect(self.store, online_within_s=self.online_within_s)
                 self._cached_at = time.monotonic()
             return self._cached
+
+
+# -- dashboard: workers in detail, throughput over time
+
+SILENT_WORKERS_KEPT_S = 24 * 3600.0  # a worker killed without goodbye stays listed (stale)
+STOPPED_WORKERS_KEPT_S = 300.0  # a worker that stopped cleanly stays listed this long
+CURRENT_JOBS_SHOWN = 20  # per worker; prefetching workers may run hundreds of tiny jobs
+
+
+class WorkerState(enum.StrEnum):
+    ONLINE = "online"  # heartbeat within the lease
+    STALE = "stale"  # not stopped, but silent for longer than a lease: presumed dead
+    STOPPED = "stopped"  # said goodbye (graceful shutdown)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDetail:
+    worker: WorkerRecord
+    state: WorkerState
+    running: int  # jobs it runs now, all of them
+    current_jobs: list[RunningJob]  # the oldest CURRENT_JOBS_SHOWN of those
+
+
+def worker_state(worker: WorkerRecord, *, lease_s: float) -> WorkerState:
+    if worker.stopped_at is not None:
+        return WorkerState.STOPPED
+    return WorkerState.STALE if worker.heartbeat_age_s > lease_s else WorkerState.ONLINE
+
+
+_STATE_ORDER = {WorkerState.ONLINE: 0, WorkerState.STALE: 1, WorkerState.STOPPED: 2}
+
+
+def worker_details(store: Store, *, lease_s: float) -> list[WorkerDetail]:
+    """Every worker an operator should see: online ones, stale ones (silent for longer
+    than `lease_s`: killed, or cut off from the database) for a day, and stopped ones for a
+    few minutes; online first, then stale, then stopped, each oldest first. Two reads."""
+    workers = store.worker_records(
+        silent_kept_s=SILENT_WORKERS_KEPT_S, stopped_kept_s=STOPPED_WORKERS_KEPT_S
+    )
+    jobs: dict[str, list[RunningJob]] = {}
+    for job in store.running_jobs_of([w.id for w in workers], per_worker=CURRENT_JOBS_SHOWN):
+        jobs.setdefault(job.worker, []).append(job)
+    details = [
+        WorkerDetail(
+            worker=w,
+            state=worker_state(w, lease_s=lease_s),
+            running=jobs[w.id][0].running if w.id in jobs else 0,
+            current_jobs=jobs.get(w.id, []),
+        )
+        for w in workers
+    ]
+    return sorted(details, key=lambda d: _STATE_ORDER[d.state])  # stable: oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Throughput over time, and the last minute's split of jobs_per_s."""
+
+    taken_at: datetime
+    bucket_s: int
+    buckets: list[ThroughputBucket]
+    window_s: float
+    completed_per_s: float
+    failed_per_s: float
+
+
+def history(store: Store, *, minutes: int, bucket_s: int) -> History:
+    """The last `minutes` in buckets of `bucket_s` seconds (the newest one still filling),
+    with completed and failed per second over THROUGHPUT_WINDOW_S, measured as the stats
+    snapshot measures jobs_per_s. Raises StoreError as the store does."""
+    buckets = store.throughput(buckets=math.ceil(minutes * 60 / bucket_s), bucket_s=bucket_s)
+    recent = store.finished_recently(window_s=THROUGHPUT_WINDOW_S)
+    return History(
+        taken_at=datetime.now(UTC), bucket_s=bucket_s, buckets=buckets,
+        window_s=THROUGHPUT_WINDOW_S,
+        completed_per_s=recent.completed / THROUGHPUT_WINDOW_S,
+        failed_per_s=recent.failed / THROUGHPUT_WINDOW_S,
+    )  # fmt: skip

@@ -14,10 +14,14 @@ from taskmill.api.errors import install_error_handlers
 from taskmill.api.fastpath import FastPath
 from taskmill.api.limits import DeclaredSizeLimit
 from taskmill.api.prometheus import metrics_registry
-from taskmill.api.routes import health, metrics, pages, stats, tasks
+from taskmill.api.ratelimit import RateLimiter
+from taskmill.api.routes import health, media, metrics, pages, registry, stats, tasks, workers
+from taskmill.api.routes import images as images_routes
 from taskmill.api.schemas import MAX_SUBMIT_BYTES
 from taskmill.api.service import ApiService
+from taskmill.api.uploads import MULTIPART_OVERHEAD_BYTES
 from taskmill.app import Taskmill
+from taskmill.images.service import image_service
 
 DESCRIPTION = """\
 Submit jobs, follow them, cancel and retry them; watch queues and workers.
@@ -76,7 +80,20 @@ def create_app(
     api.include_router(stats.router(service, deps, auth_errors, keys, stats_push_interval_s))
     api.include_router(health.router(service))
     api.include_router(metrics.router(metrics_registry(service.stats), deps, auth_errors))
-    api.include_router(pages.router())
+    api.include_router(workers.router(service, deps, auth_errors))
+    api.include_router(registry.router(app.tasks, deps, auth_errors))
+    api.include_router(pages.router(keys))
+    images = image_service(app)
+    if images.enabled:
+        limit = app.settings.upload_rate_limit
+        limiter = RateLimiter(limit) if limit else None
+        api.include_router(images_routes.router(images, deps, auth_errors, limiter))
+        if images.storage.kind == "file":  # S3 serves its own (presigned) URLs
+            api.include_router(media.router(images.storage, images.secret))
     api.fast_path = FastPath(service=service, keys=keys) if fast_path else None
-    api.add_middleware(DeclaredSizeLimit, limits={("POST", "/api/tasks"): MAX_SUBMIT_BYTES})
+    limits = {
+        ("POST", "/api/tasks"): MAX_SUBMIT_BYTES,
+        ("POST", "/api/images"): app.settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+    }
+    api.add_middleware(DeclaredSizeLimit, limits=limits)
     return api

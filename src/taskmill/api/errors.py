@@ -27,6 +27,14 @@ from taskmill.errors import (
     UnknownTaskError,
     ValidationError,
 )
+from taskmill.images.errors import (
+    ImageTooLarge,
+    StorageError,
+    UnreadableImage,
+    UnsupportedImage,
+    UploadTooLarge,
+)
+from taskmill.webhooks import WebhookRefused
 
 log = logging.getLogger("taskmill.api")
 
@@ -35,6 +43,12 @@ MAX_DETAILS = 20
 
 # Most specific first: the first class an exception is an instance of decides.
 _TASKMILL_ERRORS: tuple[tuple[type[TaskmillError], int, str], ...] = (
+    (UploadTooLarge, 413, "payload_too_large"),
+    (UnsupportedImage, 415, "unsupported_media_type"),
+    (ImageTooLarge, 422, "image_too_large"),
+    (UnreadableImage, 422, "unreadable_image"),
+    (StorageError, 503, "storage_unavailable"),
+    (WebhookRefused, 422, "invalid_webhook_url"),
     (UnknownTaskError, 422, "unknown_task"),
     (ValidationError, 422, "validation_error"),
     (JobNotFound, 404, "not_found"),
@@ -52,6 +66,7 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
+    429: "too_many_requests",
 }
 
 

@@ -7,7 +7,7 @@ times are ISO 8601 UTC, durations are seconds (`_s`)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -251,3 +251,209 @@ def job_json(job: Job) -> bytes:
     """A job as JobOut JSON, straight from the dataclass (the fast path's serializer; a test
     proves it matches JobOut field for field)."""
     return _JOB_ADAPTER.dump_json(job)
+
+
+# -- images
+
+
+class ImageObjectOut(BaseModel):
+    """A stored file: the original or a rendition, with a signed URL that expires."""
+
+    url: str
+    width: int
+    height: int
+    bytes: int
+    format: str = Field(description="jpeg, png, webp, gif, tiff, heif or avif")
+
+
+class ImageOut(BaseModel):
+    """An uploaded image. `status` follows its processing job: pending, running, then
+    completed (renditions filled in) or failed (error says why)."""
+
+    id: str
+    status: Literal["pending", "running", "completed", "failed"]
+    original: ImageObjectOut
+    renditions: dict[str, ImageObjectOut] = Field(
+        description="resized, compressed and thumbnail once completed"
+    )
+    error: str | None
+    created_at: str
+    completed_at: str | None
+    job_id: str = Field(description="The processing job (GET /api/tasks/{job_id})")
+
+
+class ImagePage(BaseModel):
+    images: list[ImageOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page")
+
+
+# -- dashboard: workers in detail, throughput history, registered tasks
+
+
+class RunningJobOut(BaseModel):
+    id: str
+    task: str
+    started_at: datetime | None = Field(description="When its current attempt started")
+    progress: float | None = Field(description="0.0 to 1.0, as the task reports it")
+
+
+class WorkerDetailOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    queues: list[str] | None = Field(description="null: every queue")
+    concurrency: int = Field(description="Child processes: jobs it can run at once")
+    started_at: datetime
+    heartbeat_at: datetime
+    heartbeat_age_s: float = Field(description="Seconds since its last heartbeat")
+    stopped_at: datetime | None = Field(description="When it shut down cleanly")
+    state: Literal["online", "stale", "stopped"] = Field(
+        description="online: heartbeat within the lease; stale: not stopped but silent for "
+        "longer than the lease (killed or cut off; its jobs return to pending); stopped: "
+        "shut down cleanly (listed for a few minutes)"
+    )
+    stale: bool = Field(description="state == stale")
+    running: int = Field(description="Jobs it is running now (prefetched short jobs too)")
+    current_jobs: list[RunningJobOut] = Field(description="The oldest of those, up to 20")
+
+
+class WorkersOut(BaseModel):
+    """Every worker an operator should see, online first, then stale, then stopped."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "taken_at": "2026-01-05T10:00:00Z",
+                    "lease_s": 30.0,
+                    "workers": [
+                        {
+                            "id": "web-1:4242:9f8e7d6c",
+                            "host": "web-1",
+                            "pid": 4242,
+                            "queues": None,
+                            "concurrency": 2,
+                            "started_at": "2026-01-05T09:00:00Z",
+                            "heartbeat_at": "2026-01-05T09:59:58Z",
+                            "heartbeat_age_s": 2.0,
+                            "stopped_at": None,
+                            "state": "online",
+                            "stale": False,
+                            "running": 1,
+                            "current_jobs": [
+                                {
+                                    "id": "0193a5e2-7b1c-7c3e-9d2a-4f6b8c1d2e3f",
+                                    "task": "generate_report",
+                                    "started_at": "2026-01-05T09:59:50Z",
+                                    "progress": 0.25,
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    taken_at: datetime
+    lease_s: float = Field(description="Silent for longer than this, a worker is stale")
+    workers: list[WorkerDetailOut]
+
+
+class ThroughputBucketOut(BaseModel):
+    start: datetime = Field(description="The bucket covers [start, start + bucket_s)")
+    completed: int
+    failed: int
+    retried: int
+
+
+class FinishedRatesOut(BaseModel):
+    window_s: float
+    completed_per_s: float
+    failed_per_s: float = Field(description="With completed_per_s, the stats' jobs_per_s")
+
+
+class HistoryOut(BaseModel):
+    """Jobs completed, failed and retried per interval, oldest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "taken_at": "2026-01-05T10:00:10Z",
+                    "minutes": 15,
+                    "bucket_s": 30,
+                    "buckets": [
+                        {
+                            "start": "2026-01-05T10:00:00Z",
+                            "completed": 12,
+                            "failed": 1,
+                            "retried": 2,
+                        }
+                    ],
+                    "rates": {"window_s": 60.0, "completed_per_s": 0.4, "failed_per_s": 0.02},
+                }
+            ]
+        }
+    )
+
+    taken_at: datetime
+    minutes: int
+    bucket_s: int
+    buckets: list[ThroughputBucketOut] = Field(description="The newest is still filling")
+    rates: FinishedRatesOut = Field(description="Completed and failed per second, last minute")
+
+
+class TaskParameterOut(BaseModel):
+    name: str
+    kind: Literal["positional_only", "positional_or_keyword", "var_positional", "keyword_only",
+                  "var_keyword"]  # fmt: skip
+    required: bool
+    default: Any = Field(default=None, description="The default as JSON, when it has one")
+    annotation: str | None = Field(description="The type annotation as written, if any")
+
+
+class TaskTypeOut(BaseModel):
+    name: str
+    description: str | None = Field(description="The first paragraph of its docstring")
+    queue: str
+    priority: int
+    max_retries: int
+    timeout_s: float | None
+    backoff: float
+    parameters: list[TaskParameterOut]
+
+
+class TaskTypesOut(BaseModel):
+    """The tasks this API can enqueue, with their defaults, by name."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "task_types": [
+                        {
+                            "name": "send_email",
+                            "description": "Pretend to send an e-mail.",
+                            "queue": "high",
+                            "priority": 0,
+                            "max_retries": 3,
+                            "timeout_s": 30.0,
+                            "backoff": 2.0,
+                            "parameters": [
+                                {
+                                    "name": "to",
+                                    "kind": "positional_or_keyword",
+                                    "required": True,
+                                    "default": None,
+                                    "annotation": "str",
+                                }
+                            ],
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    task_types: list[TaskTypeOut]

@@ -224,6 +224,8 @@ class Store(Protocol):
 
     def get_image(self, image_id: str) -> Image | None: ...
 
+    def get_image_by_key(self, idempotency_key: str) -> Image | None: ...
+
     def list_images(self, *, limit: int, before_id: str | None) -> list[Image]:
         """Newest first; `before_id` is the last id of the previous page."""
 
@@ -240,6 +242,24 @@ class Store(Protocol):
         """Up to `limit` images created more than `older_than_s` seconds ago, oldest first."""
 
     def delete_images(self, image_ids: Sequence[str]) -> int: ...
+
+    # -- dashboard
+
+    def worker_records(self, *, silent_kept_s: float, stopped_kept_s: float) -> list[WorkerRecord]:
+        """Workers not stopped whose last heartbeat is at most `silent_kept_s` old (online
+        or silent alike), and workers stopped at most `stopped_kept_s` ago; oldest first."""
+
+    def running_jobs_of(self, worker_ids: Sequence[str], *, per_worker: int) -> list[RunningJob]:
+        """The oldest `per_worker` running jobs of each of these workers, each carrying how
+        many that worker runs in all."""
+
+    def throughput(self, *, buckets: int, bucket_s: int) -> list[ThroughputBucket]:
+        """Jobs completed, failed and retried per `bucket_s` seconds, in `buckets` buckets
+        aligned to multiples of `bucket_s` and ending with the current one (partial); every
+        bucket, oldest first. See queries_dashboard.sql for what counts as retried."""
+
+    def finished_recently(self, *, window_s: float) -> FinishedCounts:
+        """Jobs completed and jobs failed within the last `window_s` seconds."""
 
 
 def clean_text(text: str | None) -> str | None:
@@ -373,3 +393,76 @@ class ScheduleState:
             last_job_id=None if job_id is None else str(job_id),
             last_job_status=None if status is None else JobStatus(status),
         )  # fmt: skip
+
+
+# -- dashboard
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A registered worker as the dashboard shows it, silent or stopped ones included.
+    `heartbeat_age_s` is measured by the clock that wrote the heartbeat (the database's)."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str] | None  # None serves every queue
+    concurrency: int
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+    heartbeat_age_s: float
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> WorkerRecord:
+        queues, stopped = row["queues"], row["stopped_at"]
+        return cls(
+            id=row["id"], host=row["host"], pid=int(row["pid"]),
+            queues=json.loads(queues) if isinstance(queues, str) else queues,
+            concurrency=int(row["concurrency"]), started_at=_utc(row["started_at"]),
+            heartbeat_at=_utc(row["heartbeat_at"]),
+            stopped_at=None if stopped is None else _utc(stopped),
+            heartbeat_age_s=max(0.0, float(row["heartbeat_age_s"])),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class RunningJob:
+    """One job a worker is running, and how many that worker runs in all."""
+
+    id: str
+    task: str
+    worker: str
+    started_at: datetime | None
+    progress: float | None
+    running: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunningJob:
+        started, progress = row["started_at"], row["progress"]
+        return cls(
+            id=str(row["id"]), task=row["task"], worker=row["worker"],
+            started_at=None if started is None else _utc(started),
+            progress=None if progress is None else float(progress), running=int(row["running"]),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputBucket:
+    start: datetime
+    completed: int
+    failed: int
+    retried: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ThroughputBucket:
+        return cls(
+            start=datetime.fromtimestamp(float(row["start_s"]), UTC),
+            completed=int(row["completed"]), failed=int(row["failed"]),
+            retried=int(row["retried"]),
+        )  # fmt: skip
+
+
+class FinishedCounts(NamedTuple):
+    completed: int
+    failed: int

@@ -18,14 +18,18 @@ from taskmill.images.records import Image, ImageStatus, NewImage, StoredObject, 
 from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.store.base import (
     ClaimedJob,
+    FinishedCounts,
     JobFilter,
     JobStats,
     OnlineWorker,
     Outcome,
     Progress,
     QueueCounts,
+    RunningJob,
     ScheduleState,
+    ThroughputBucket,
     WorkerInfo,
+    WorkerRecord,
     clean_text,
     duration_bound_params,
     guarded_result,
@@ -373,6 +377,10 @@ class PostgresStore:
         found = _images(self._rows("get_image", {"id": image_id}))
         return found[0] if found else None
 
+    def get_image_by_key(self, idempotency_key: str) -> Image | None:
+        found = _images(self._rows("get_image_by_key", {"key": idempotency_key}))
+        return found[0] if found else None
+
     def list_images(self, *, limit: int, before_id: str | None) -> list[Image]:
         return _images(self._rows("list_images", {"before_id": before_id, "limit": limit}))
 
@@ -396,3 +404,23 @@ class PostgresStore:
 
     def delete_images(self, image_ids: Sequence[str]) -> int:
         return len(self._rows("delete_images", {"ids": list(image_ids)}))
+
+    # -- dashboard
+
+    def worker_records(self, *, silent_kept_s: float, stopped_kept_s: float) -> list[WorkerRecord]:
+        params = {"silent_kept_s": float(silent_kept_s), "stopped_kept_s": float(stopped_kept_s)}
+        return [WorkerRecord.from_row(r) for r in self._rows("dashboard_workers", params)]
+
+    def running_jobs_of(self, worker_ids: Sequence[str], *, per_worker: int) -> list[RunningJob]:
+        if not worker_ids:
+            return []
+        params = {"workers": list(worker_ids), "per_worker": per_worker}
+        return [RunningJob.from_row(r) for r in self._rows("dashboard_running_jobs", params)]
+
+    def throughput(self, *, buckets: int, bucket_s: int) -> list[ThroughputBucket]:
+        params = {"buckets": buckets, "bucket_s": bucket_s}
+        return [ThroughputBucket.from_row(r) for r in self._rows("dashboard_throughput", params)]
+
+    def finished_recently(self, *, window_s: float) -> FinishedCounts:
+        row = self._rows("dashboard_finished_recently", {"window_s": float(window_s)})[0]
+        return FinishedCounts(int(row["completed"]), int(row["failed"]))

@@ -18,14 +18,18 @@ from taskmill.images.records import Image, ImageStatus, NewImage, StoredObject, 
 from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.store.base import (
     ClaimedJob,
+    FinishedCounts,
     JobFilter,
     JobStats,
     OnlineWorker,
     Outcome,
     Progress,
     QueueCounts,
+    RunningJob,
     ScheduleState,
+    ThroughputBucket,
     WorkerInfo,
+    WorkerRecord,
     clean_text,
     duration_bound_params,
     guarded_result,
@@ -417,6 +421,10 @@ class SQLiteStore:
         found = _images(self._read("get_image", {"id": image_id}))
         return found[0] if found else None
 
+    def get_image_by_key(self, idempotency_key: str) -> Image | None:
+        found = _images(self._read("get_image_by_key", {"key": idempotency_key}))
+        return found[0] if found else None
+
     def list_images(self, *, limit: int, before_id: str | None) -> list[Image]:
         return _images(self._read("list_images", {"before_id": before_id, "limit": limit}))
 
@@ -440,3 +448,25 @@ class SQLiteStore:
 
     def delete_images(self, image_ids: Sequence[str]) -> int:
         return len(self._write("delete_images", {"ids": json.dumps(list(image_ids))}))
+
+    # -- dashboard
+
+    def worker_records(self, *, silent_kept_s: float, stopped_kept_s: float) -> list[WorkerRecord]:
+        params = {"now": time.time(), "silent_kept_s": silent_kept_s,
+                  "stopped_kept_s": stopped_kept_s}  # fmt: skip
+        return [WorkerRecord.from_row(r) for r in self._read("dashboard_workers", params)]
+
+    def running_jobs_of(self, worker_ids: Sequence[str], *, per_worker: int) -> list[RunningJob]:
+        if not worker_ids:
+            return []
+        params = {"workers": json.dumps(list(worker_ids)), "per_worker": per_worker}
+        return [RunningJob.from_row(r) for r in self._read("dashboard_running_jobs", params)]
+
+    def throughput(self, *, buckets: int, bucket_s: int) -> list[ThroughputBucket]:
+        params = {"now": time.time(), "buckets": buckets, "bucket_s": bucket_s}
+        return [ThroughputBucket.from_row(r) for r in self._read("dashboard_throughput", params)]
+
+    def finished_recently(self, *, window_s: float) -> FinishedCounts:
+        params = {"now": time.time(), "window_s": window_s}
+        row = self._read("dashboard_finished_recently", params)[0]
+        return FinishedCounts(int(row["completed"]), int(row["failed"]))

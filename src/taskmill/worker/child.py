@@ -142,6 +142,9 @@ def child_main(app_ref: str | None, conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
+    # One libvips thread per child: a worker runs as many children as cores, and libvips'
+    # own thread pool would only make them fight (set before the app imports pyvips).
+    os.environ.setdefault("VIPS_CONCURRENCY", "1")
     app = load_app(app_ref)
 
     runner = Runner(app)

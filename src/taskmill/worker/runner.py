@@ -35,7 +35,7 @@ class Runner:
 
     def run(self, spec: JobSpec) -> Report:
         started = time.time()
-        token = bind_job(JobContext(spec.id, spec.task, spec.attempt, self.progress))
+        token = bind_job(JobContext(spec.id, spec.task, spec.attempt, self.progress, self.app))
         try:
             value = self._call(spec)
             result = to_json(value, "the task's result")

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from taskmill.api.auth import KeyChecker
 from taskmill.api.routes.responses import errors
-from taskmill.api.schemas import QueueStatsOut, StateCountsOut, StatsOut, WorkerOut
+from taskmill.api.schemas import (
+    FinishedRatesOut,
+    HistoryOut,
+    QueueStatsOut,
+    StateCountsOut,
+    StatsOut,
+    ThroughputBucketOut,
+    WorkerOut,
+)
 from taskmill.api.service import ApiService
 from taskmill.errors import StoreError
-from taskmill.stats import Snapshot, StateCounts
+from taskmill.stats import History, Snapshot, StateCounts, history
 
 POLICY_VIOLATION = 1008  # WebSocket close code: refused by policy (no or bad API key)
 TRY_AGAIN_LATER = 1013  # WebSocket close code: the server cannot serve it now
@@ -71,7 +79,46 @@ def router(
         await websocket.accept()
         await _push_until_closed(websocket, service, push_interval_s)
 
+    @api.get(
+        "/api/stats/history", response_model=HistoryOut, dependencies=dependencies,
+        responses=errors(*auth_errors, 422, 503), summary="Throughput over time",
+    )  # fmt: skip
+    async def stats_history(
+        minutes: Annotated[int, Query(ge=1, le=360, description="How far back")] = 15,
+        bucket_s: Annotated[int, Query(ge=10, le=3600, description="Seconds per bucket")] = 30,
+    ) -> HistoryOut:
+        """Jobs completed, failed and retried per `bucket_s` seconds over the last
+        `minutes`, oldest bucket first; buckets are aligned to multiples of `bucket_s` (so
+        they stay put from one call to the next) and the newest one is still filling.
+
+        Read from the jobs table, so it spans what retention keeps. *completed* and
+        *failed* count jobs by when they finished. *retried* counts automatic retries as
+        far as the table can tell them (it keeps a job's attempt count and its latest
+        attempt, not every attempt): jobs that finished after more than one attempt, in the
+        bucket where they finished, and jobs waiting for another attempt, in the bucket
+        where their failed attempt ended. A job retried by hand starts afresh and does not
+        count. `rates` splits the stats' jobs_per_s into completed and failed."""
+        found = await asyncio.to_thread(
+            history, service.app.store, minutes=minutes, bucket_s=bucket_s
+        )
+        return history_out(found, minutes)
+
     return api
+
+
+def history_out(found: History, minutes: int) -> HistoryOut:
+    return HistoryOut(
+        taken_at=found.taken_at, minutes=minutes, bucket_s=found.bucket_s,
+        buckets=[
+            ThroughputBucketOut(start=b.start, completed=b.completed, failed=b.failed,
+                                retried=b.retried)
+            for b in found.buckets
+        ],
+        rates=FinishedRatesOut(
+            window_s=found.window_s, completed_per_s=round(found.completed_per_s, 3),
+            failed_per_s=round(found.failed_per_s, 3),
+        ),
+    )  # fmt: skip
 
 
 async def _push_until_closed(websocket: WebSocket, service: ApiService, interval_s: float) -> None:

@@ -1,0 +1,288 @@
+"""The image benchmark: 12 MP and 24 MP JPEGs through the whole system (HTTP upload ->
+worker with two children -> three renditions stored), next to baselines run in the same run:
+
+    python -m bench.images [--count N] [--quick]
+
+- naive Pillow: open, resize from full size for each rendition, save (what a first version
+  of an image service does), in two processes, like the worker's two children;
+- the bare pipeline: taskmill's own rendering (taskmill.images.processing.render), in two
+  processes, with no queue, storage or records around it;
+- the whole system: `taskmill api` and `taskmill worker -c 2` on SQLite and a local media
+  folder; images/s from the first upload to the last image completed.
+
+Memory: peak RSS of one process making the renditions of one 24 MP image (naive Pillow, the
+bare pipeline) and the peak RSS (VmHWM) of the worker's children after the 24 MP run.
+
+Targets (from the issue): whole system >= 3x naive Pillow's images/s; a worker child's peak
+at 24 MP <= 40 % of naive Pillow's; the system's overhead over the bare pipeline <= 10 %.
+Prints a table per size and writes bench/results/images-<timestamp>.json."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from bench.common import (
+    ROOT,
+    Reporter,
+    Row,
+    machine_info,
+    ratio,
+    results_table,
+    scratch_dir,
+    taskmill_script,
+    write_json,
+)
+
+SIZES = {"12 MP": (4240, 2832), "24 MP": (6000, 4000)}
+PARALLEL = 2  # the worker runs -c 2; the baselines get the same two processes
+RENDITIONS = {"resized": (1024, 1024), "thumbnail": (300, 300)}
+API_URL = re.compile(r"API\s+(http://\S+?)/api/tasks")
+
+
+# -- inputs ---------------------------------------------------------------------------------
+
+
+def make_photo(path: Path, width: int, height: int) -> Path:
+    """A photo-like JPEG: smooth gradients with fine noise, so it compresses like a photo
+    (neither a flat colour nor pure noise), q90 as cameras save."""
+    import pyvips
+
+    x = pyvips.Image.xyz(width, height)
+    r = (x[0] * 255.0 / width).cast("uchar")
+    g = (x[1] * 255.0 / height).cast("uchar")
+    b = ((x[0] + x[1]) * 127.0 / (width + height) + 64).cast("uchar")
+    noise = pyvips.Image.gaussnoise(width, height, sigma=12, mean=0)
+    image = r.bandjoin([g, b]).cast("float")
+    image = (image + noise).cast("uchar").copy(interpretation="srgb")
+    image.jpegsave(str(path), Q=90)
+    return path
+
+
+# -- the two baselines, each call in a pool process -----------------------------------------
+
+
+def naive_pillow(source: str) -> int:
+    """Open, resize from full size for every rendition, save. Returns bytes written."""
+    from PIL import Image, ImageOps
+
+    written = 0
+    with Image.open(source) as original:
+        image = original.convert("RGB")
+        outputs = {
+            "resized": ImageOps.contain(image, RENDITIONS["resized"]),
+            "compressed": image,
+            "thumbnail": ImageOps.fit(image, RENDITIONS["thumbnail"]),
+        }
+        for name, out in outputs.items():
+            buffer = io.BytesIO()
+            out.save(buffer, "JPEG", quality=60 if name == "compressed" else 85)
+            written += buffer.tell()
+    return written
+
+
+def bare_pipeline(source: str) -> int:
+    """taskmill's rendering alone, into a temporary folder. Returns bytes written."""
+    import tempfile
+
+    from taskmill.images.processing import render
+    from taskmill.images.renditions import DEFAULT_RENDITIONS
+
+    with tempfile.TemporaryDirectory() as out:
+        rendered = render(Path(source), DEFAULT_RENDITIONS, Path(out), max_pixels=100_000_000)
+        return sum(r.bytes for r in rendered.values())
+
+
+def _pool_init() -> None:
+    os.environ["VIPS_CONCURRENCY"] = "1"  # as worker children run
+
+
+def images_per_s(fn: Any, source: Path, count: int) -> float:
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(PARALLEL, mp_context=ctx, initializer=_pool_init) as pool:
+        list(pool.map(fn, [str(source)] * PARALLEL))  # warm: imports, first decode
+        started = time.perf_counter()
+        list(pool.map(fn, [str(source)] * count))
+        return count / (time.perf_counter() - started)
+
+
+def peak_rss_mib(fn_name: str, source: Path) -> float:
+    """Peak RSS of a fresh process that makes the renditions of `source` once."""
+    code = (
+        "import os, resource, sys; os.environ['VIPS_CONCURRENCY'] = '1'; "
+        f"from bench.images import {fn_name}; {fn_name}(sys.argv[1]); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(source)], cwd=ROOT, capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    return int(done.stdout.strip()) / 1024
+
+
+# -- the whole system -----------------------------------------------------------------------
+
+
+class System:
+    """`taskmill api` + `taskmill worker -c 2` on SQLite and a media folder under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {
+            **os.environ,
+            "TASKMILL_DATABASE_URL": f"sqlite:///{root}/taskmill.db",
+            "TASKMILL_STORAGE_URL": f"file://{root}/media",
+            "TASKMILL_SECRET_KEY": "bench",
+            "TASKMILL_MAX_UPLOAD_BYTES": "100MiB",
+            "TASKMILL_MAX_IMAGE_PIXELS": "100000000",
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.url = ""
+
+    def __enter__(self) -> System:
+        script = str(taskmill_script())
+        subprocess.run([script, "migrate"], env=self.env, check=True, capture_output=True)
+        self._start("api", [script, "api", "--port", "0"])
+        self._start("worker", [script, "worker", "-c", str(PARALLEL), "-Q", "images"])
+        self.url = self._wait_for_url()
+        return self
+
+    def _start(self, name: str, argv: list[str]) -> None:
+        with (self.root / f"{name}.log").open("wb") as log:
+            self.procs.append(subprocess.Popen(
+                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            ))  # fmt: skip
+
+    def _wait_for_url(self) -> str:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = API_URL.search((self.root / "api.log").read_text(errors="replace"))
+            if found:
+                return found.group(1)
+            time.sleep(0.1)  # polling a log file: there is no event to wait on
+        raise RuntimeError("the API did not start: " + (self.root / "api.log").read_text())
+
+    def worker_children_peak_mib(self) -> float:
+        """The largest VmHWM among the worker's child processes."""
+        worker = self.procs[1].pid
+        peaks = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                status = (entry / "status").read_text()
+                if re.search(rf"^PPid:\s+{worker}$", status, re.MULTILINE):
+                    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+                    if found:
+                        peaks.append(int(found.group(1)) / 1024)
+        return max(peaks, default=0.0)
+
+    def run(self, source: Path, count: int) -> float:
+        """Upload `count` copies, wait for all to complete; images per second."""
+        data = source.read_bytes()
+        with httpx.Client(base_url=self.url, timeout=120) as client:
+            started = time.perf_counter()
+            ids = []
+            for _ in range(count):
+                response = client.post("/api/images", files={"file": ("photo.jpg", data)})
+                response.raise_for_status()
+                ids.append(response.json()["id"])
+            pending = set(ids)
+            while pending:
+                for image_id in list(pending):
+                    status = client.get(f"/api/images/{image_id}").json()["status"]
+                    if status == "failed":
+                        raise RuntimeError(f"image {image_id} failed")
+                    if status == "completed":
+                        pending.discard(image_id)
+                if pending:
+                    time.sleep(0.02)  # polling the API, as a client does
+            return count / (time.perf_counter() - started)
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in reversed(self.procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 15)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def measure(size: str, source: Path, count: int, reporter: Reporter, root: Path) -> list[Row]:
+    with reporter.step(f"{size}: naive Pillow, {PARALLEL} processes"):
+        naive = images_per_s(naive_pillow, source, count)
+    with reporter.step(f"{size}: bare pipeline, {PARALLEL} processes"):
+        bare = images_per_s(bare_pipeline, source, count)
+    with reporter.step(f"{size}: whole system (upload -> worker -c {PARALLEL} -> stored)"):
+        system_root = root / size.replace(" ", "")
+        system_root.mkdir()
+        with System(system_root) as system:
+            system.run(source, PARALLEL)  # warm: children import pyvips, first decode
+            whole = system.run(source, count)
+            child_peak = system.worker_children_peak_mib()
+    with reporter.step(f"{size}: peak memory of one image"):
+        naive_peak = peak_rss_mib("naive_pillow", source)
+        bare_peak = peak_rss_mib("bare_pipeline", source)
+    speedup = ratio(whole, naive)
+    overhead = bare / whole - 1 if whole else None
+    rows = [
+        Row("naive Pillow", f"{naive:.2f} images/s"),
+        Row("bare pipeline", f"{bare:.2f} images/s", f"{naive:.2f}", ratio(bare, naive)),
+        Row("whole system", f"{whole:.2f} images/s", f"{naive:.2f}", speedup, ">= 300 %",
+            speedup is not None and speedup >= 3.0),
+        Row("system overhead over bare pipeline", "—" if overhead is None else f"{overhead:.1%}",
+            f"{bare:.2f} images/s", None, "<= 10 %", overhead is not None and overhead <= 0.10),
+        Row("peak RSS, naive Pillow (one image)", f"{naive_peak:.0f} MiB"),
+        Row("peak RSS, bare pipeline (one image)", f"{bare_peak:.0f} MiB", f"{naive_peak:.0f} MiB",
+            ratio(bare_peak, naive_peak)),
+    ]  # fmt: skip
+    if size == "24 MP":
+        share = ratio(child_peak, naive_peak)
+        rows.append(Row("peak RSS, worker child (VmHWM)", f"{child_peak:.0f} MiB",
+                        f"{naive_peak:.0f} MiB", share, "<= 40 %",
+                        share is not None and share <= 0.40))  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=12, help="images per measurement")
+    parser.add_argument("--quick", action="store_true", help="4 images per measurement")
+    args = parser.parse_args(argv)
+    count = 4 if args.quick else args.count
+    console = Console() if sys.stdout.isatty() else Console(width=132)
+    results: dict[str, Any] = {"machine": machine_info(), "count": count, "sizes": {}}
+    with scratch_dir("taskmill-bench-images-") as root, Reporter(console) as reporter:
+        for size, (width, height) in SIZES.items():
+            with reporter.step(f"{size}: making a {width}x{height} photo-like JPEG"):
+                source = make_photo(root / f"{size.replace(' ', '')}.jpg", width, height)
+            rows = measure(size, source, count, reporter, root)
+            results["sizes"][size] = {"bytes": source.stat().st_size, "rows": rows}
+            console.print(results_table(f"images, {size} ({source.stat().st_size:,} bytes)", rows))
+    path = write_json(results, "images")
+    console.print(f"results: {path}")
+    failed = [r for s in results["sizes"].values() for r in s["rows"] if r.passed is False]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
