@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-system-packages lint format bench bench-api bench-tools clean
+.PHONY: run test test-system-packages lint format bench bench-api bench-images bench-tools clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,7 @@ format: $(STAMP)
 bench: $(STAMP) bench-tools
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.images
 
 # The API benchmark drives load with wrk (hey is the fallback people reach for by hand);
 # both come from Debian. Installed on demand, never on the test path.
@@ -43,6 +44,9 @@ bench-tools:
 
 bench-api: $(STAMP) bench-tools
 	$(BIN)/python -m bench.api
+
+bench-images: $(STAMP)
+	$(BIN)/python -m bench.images
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

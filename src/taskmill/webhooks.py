@@ -17,14 +17,14 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
-import httpx
-
 from taskmill.config import Settings
 from taskmill.context import current_job
 from taskmill.errors import PermanentError, Retry, ValidationError
 from taskmill.secrets import load_secret
 
 if TYPE_CHECKING:
+    import httpx
+
     from taskmill.app import Taskmill
     from taskmill.jobs import Job
     from taskmill.tasks import Task
@@ -129,6 +129,8 @@ def resolve_target(url: str, *, allow_private: bool) -> Target:
         literal = _ip_or_none(host) is not None
         for address in addresses:
             _refuse_if_private(host if not literal else None, address)
+    import httpx  # here, not at the top: it pulls in rich and click, ~15 MiB per worker child
+
     return Target(httpx.URL(url), addresses)
 
 
@@ -293,6 +295,8 @@ def _post(target: Target, body: bytes, headers: dict[str, str]) -> tuple[int, st
     """POST to the checked addresses in turn until one accepts the connection; returns the
     status and Retry-After. The body of the answer is never read: a receiver cannot make
     the worker download anything."""
+    import httpx
+
     url = target.url
     pinned_headers = {**headers, "Host": url.netloc.decode("ascii")}
     extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
