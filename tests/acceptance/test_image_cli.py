@@ -12,14 +12,13 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from tests.acceptance.processes import clean_env
+from tests.http_servers import serving
 
 # The command is not registered under `taskmill` yet; this runs it the same way, standalone.
 COMMAND = [
@@ -182,15 +182,8 @@ def _handler(api: StandInApi) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def api() -> Iterator[StandInApi]:
     made = StandInApi()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(made))
-    server.daemon_threads = True
-    made.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield made
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving(_handler(made)) as made.url:
+        yield made
 
 
 # -- running the command ----------------------------------------------------------------------

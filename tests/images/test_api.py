@@ -3,6 +3,7 @@ work is done. (The path through real processes is tests/images/test_end_to_end.p
 
 from __future__ import annotations
 
+import shutil
 import struct
 import zlib
 from collections.abc import Iterator
@@ -133,3 +134,18 @@ def test_unknown_ids_are_404_and_malformed_ids_422(api: tuple[Taskmill, TestClie
     assert client.get(f"/api/images/{missing}").status_code == 404
     assert client.delete(f"/api/images/{missing}").status_code == 404
     assert client.get("/api/images/not-an-id").status_code == 422
+
+
+def test_readiness_fails_while_the_media_folder_cannot_be_written(tmp_path: Path) -> None:
+    blocked = tmp_path / "media"
+    app, client = make_client(tmp_path)
+    try:
+        assert client.get("/readyz").status_code == 200
+        shutil.rmtree(blocked)
+        blocked.write_text("a file where the folder should be")
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503
+        assert not_ready.json()["error"]["code"] == "storage_unavailable"
+    finally:
+        client.__exit__(None, None, None)
+        app.close()

@@ -8,7 +8,6 @@ import http.server
 import io
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,6 +20,7 @@ from taskmill.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.acceptance.processes import clean_env
 from tests.acceptance.test_up import Up
 from tests.helpers import wait_until
+from tests.http_servers import serving
 from tests.images.helpers import truncated_copy, write_jpeg
 from tests.processes import TASKMILL
 
@@ -168,16 +168,11 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_webhook_receives_the_finished_image_signed(up: Up, files: Path) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        hook = f"http://127.0.0.1:{server.server_address[1]}/hooks/images"
+    with serving(_Receiver) as base:
+        hook = f"{base}/hooks/images"
         accepted = upload(up, write_jpeg(files / "hooked.jpg", 800, 600), webhook_url=hook)
         assert accepted.status_code == 202, accepted.text
         wait_until(lambda: _Receiver.received, timeout_s=60, what="the webhook arrived")
-    finally:
-        server.shutdown()
-        server.server_close()
 
     headers, body = _Receiver.received[0]
     payload = json.loads(body)

@@ -7,12 +7,11 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from taskmill.webhooks import (
     verify,
 )
 from tests.helpers import RawDb, wait_until
+from tests.http_servers import serving
 from tests.integration.workers import WorkerProcess
 from tests.processes import ROOT
 
@@ -100,16 +100,9 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     made = Receiver()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(made))
-    server.daemon_threads = True
-    made.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    # A short poll interval: shutdown() waits for the loop to look, 0.5 s by default.
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield made
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving(_handler(made)) as base:
+        made.url = f"{base}/hook"
+        yield made
 
 
 def closed_port() -> int:

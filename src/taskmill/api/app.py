@@ -78,12 +78,12 @@ def create_app(
     install_error_handlers(api)
     api.include_router(tasks.router(service, deps, auth_errors))
     api.include_router(stats.router(service, deps, auth_errors, keys, stats_push_interval_s))
-    api.include_router(health.router(service))
     api.include_router(metrics.router(metrics_registry(service.stats), deps, auth_errors))
     api.include_router(workers.router(service, deps, auth_errors))
     api.include_router(registry.router(app.tasks, deps, auth_errors))
     api.include_router(pages.router(keys))
     images = image_service(app)
+    api.include_router(health.router(service, images.storage.check if images.enabled else None))
     if images.enabled:
         limit = app.settings.upload_rate_limit
         limiter = RateLimiter(limit) if limit else None

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -14,7 +13,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from taskmill.errors import StoreError, StoreUnavailable
-from taskmill.images.records import Image, ImageStatus, NewImage, StoredObject, image_from_row
+from taskmill.images.records import Image, NewImage
 from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.store.base import (
     ClaimedJob,
@@ -35,6 +34,7 @@ from taskmill.store.base import (
     guarded_result,
     outcomes_json,
 )
+from taskmill.store.images import ImageRecords
 from taskmill.store.migrate import apply_migrations
 from taskmill.store.queries import queries
 from taskmill.store.rows import job_from_row
@@ -101,10 +101,6 @@ def _batch_params(jobs: Sequence[NewJob]) -> dict[str, Any]:
     }
 
 
-def _images(rows: Sequence[dict[str, Any]]) -> list[Image]:
-    return [image_from_row(r, epoch_times=False, json_text=False) for r in rows]
-
-
 class PostgresListener:
     """A dedicated LISTEN connection whose socket the worker selects on."""
 
@@ -126,8 +122,9 @@ class PostgresListener:
         self._conn.close()
 
 
-class PostgresStore:
+class PostgresStore(ImageRecords):
     dialect = "postgres"
+    epoch_times = json_text = False
 
     def __init__(self, url: str, *, pool_max_size: int = POOL_MAX_SIZE) -> None:
         self.url = _normalize_url(url)
@@ -361,49 +358,23 @@ class PostgresStore:
     def prune_jobs(self, *, older_than_s: float, limit: int) -> int:
         return self._execute("prune_jobs", {"older_than_s": older_than_s, "limit": limit})
 
-    # -- images
+    # -- images (the rest in ImageRecords)
+
+    def _image_read(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._rows(name, params)
+
+    def _image_write(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._rows(name, params)
 
     def insert_image(self, image: NewImage, job: NewJob) -> tuple[Image, bool]:
         with self._conn() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             cur.execute(Q["insert_image"], image.params())
             if cur.fetchone() is None:
                 cur.execute(Q["get_image_by_key"], {"key": image.idempotency_key})
-                return _images(cur.fetchall())[0], False
+                return self._images(cur.fetchall())[0], False
             cur.execute(Q["insert_job"], _single_params(job))
             cur.execute(Q["get_image"], {"id": image.id})
-            return _images(cur.fetchall())[0], True
-
-    def get_image(self, image_id: str) -> Image | None:
-        found = _images(self._rows("get_image", {"id": image_id}))
-        return found[0] if found else None
-
-    def get_image_by_key(self, idempotency_key: str) -> Image | None:
-        found = _images(self._rows("get_image_by_key", {"key": idempotency_key}))
-        return found[0] if found else None
-
-    def list_images(self, *, limit: int, before_id: str | None) -> list[Image]:
-        return _images(self._rows("list_images", {"before_id": before_id, "limit": limit}))
-
-    def finish_image(
-        self, image_id: str, *, status: ImageStatus, renditions: Mapping[str, StoredObject],
-        error: str | None,
-    ) -> Image | None:  # fmt: skip
-        params = {
-            "id": image_id, "status": status.value, "error": clean_text(error),
-            "renditions": json.dumps({n: r.to_dict() for n, r in renditions.items()}),
-        }  # fmt: skip
-        return self.get_image(image_id) if self._rows("finish_image", params) else None
-
-    def delete_image(self, image_id: str) -> Image | None:
-        rows = self._rows("delete_image", {"id": image_id})
-        return _images(rows)[0] if rows else None
-
-    def expired_images(self, *, older_than_s: float, limit: int) -> list[Image]:
-        params = {"older_than_s": older_than_s, "limit": limit}
-        return _images(self._rows("expired_images", params))
-
-    def delete_images(self, image_ids: Sequence[str]) -> int:
-        return len(self._rows("delete_images", {"ids": list(image_ids)}))
+            return self._images(cur.fetchall())[0], True
 
     # -- dashboard
 

@@ -7,14 +7,14 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from taskmill.errors import StoreError, StoreUnavailable
-from taskmill.images.records import Image, ImageStatus, NewImage, StoredObject, image_from_row
+from taskmill.images.records import Image, NewImage
 from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.store.base import (
     ClaimedJob,
@@ -35,6 +35,7 @@ from taskmill.store.base import (
     guarded_result,
     outcomes_json,
 )
+from taskmill.store.images import ImageRecords
 from taskmill.store.migrate import apply_migrations
 from taskmill.store.queries import queries
 from taskmill.store.rows import job_from_row
@@ -65,10 +66,6 @@ def _jobs_json(jobs: Sequence[NewJob]) -> str:
             for j in jobs
         ]
     )  # fmt: skip
-
-
-def _images(rows: Sequence[dict[str, Any]]) -> list[Image]:
-    return [image_from_row(r, epoch_times=True, json_text=True) for r in rows]
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -141,8 +138,9 @@ class SQLiteListener:
         self._conn.close()
 
 
-class SQLiteStore:
+class SQLiteStore(ImageRecords):
     dialect = "sqlite"
+    epoch_times = json_text = True
 
     def __init__(self, url: str) -> None:
         self.path = path_from_url(url)
@@ -405,7 +403,13 @@ class SQLiteStore:
             params = {"now": time.time(), "older_than_s": older_than_s, "limit": limit}
             return conn.execute(Q["prune_jobs"], params).rowcount
 
-    # -- images
+    # -- images (the rest in ImageRecords)
+
+    def _image_read(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._read(name, params)
+
+    def _image_write(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._write(name, params)
 
     def insert_image(self, image: NewImage, job: NewJob) -> tuple[Image, bool]:
         now = time.time()
@@ -413,41 +417,9 @@ class SQLiteStore:
             params = {**image.params(), "now": now}
             if conn.execute(Q["insert_image"], params).fetchone() is None:
                 key = {"key": image.idempotency_key}
-                return _images(conn.execute(Q["get_image_by_key"], key).fetchall())[0], False
+                return self._images(conn.execute(Q["get_image_by_key"], key).fetchall())[0], False
             conn.execute(Q["insert_jobs"], {"jobs": _jobs_json([job]), "now": now})
-            return _images(conn.execute(Q["get_image"], {"id": image.id}).fetchall())[0], True
-
-    def get_image(self, image_id: str) -> Image | None:
-        found = _images(self._read("get_image", {"id": image_id}))
-        return found[0] if found else None
-
-    def get_image_by_key(self, idempotency_key: str) -> Image | None:
-        found = _images(self._read("get_image_by_key", {"key": idempotency_key}))
-        return found[0] if found else None
-
-    def list_images(self, *, limit: int, before_id: str | None) -> list[Image]:
-        return _images(self._read("list_images", {"before_id": before_id, "limit": limit}))
-
-    def finish_image(
-        self, image_id: str, *, status: ImageStatus, renditions: Mapping[str, StoredObject],
-        error: str | None,
-    ) -> Image | None:  # fmt: skip
-        params = {
-            "id": image_id, "status": status.value, "error": clean_text(error),
-            "renditions": json.dumps({n: r.to_dict() for n, r in renditions.items()}),
-        }  # fmt: skip
-        return self.get_image(image_id) if self._write("finish_image", params) else None
-
-    def delete_image(self, image_id: str) -> Image | None:
-        rows = self._write("delete_image", {"id": image_id})
-        return _images(rows)[0] if rows else None
-
-    def expired_images(self, *, older_than_s: float, limit: int) -> list[Image]:
-        params = {"now": time.time(), "older_than_s": older_than_s, "limit": limit}
-        return _images(self._read("expired_images", params))
-
-    def delete_images(self, image_ids: Sequence[str]) -> int:
-        return len(self._write("delete_images", {"ids": json.dumps(list(image_ids))}))
+            return self._images(conn.execute(Q["get_image"], {"id": image.id}).fetchall())[0], True
 
     # -- dashboard
 

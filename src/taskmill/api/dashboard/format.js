@@ -95,7 +95,3 @@ export function shortId(id) {
 export function json(value) {
   return JSON.stringify(value === undefined ? null : value, null, 2);
 }
-
-export function plural(n, word, many = `${word}s`) {
-  return `${count(n)} ${n === 1 ? word : many}`;
-}

@@ -32,6 +32,7 @@ function createJobRow(job) {
       scope: col === "task" ? "row" : null,
       class: [["priority", "attempts", "duration"].includes(col) && "num", ["queue", "priority", "duration"].includes(col) && "wide-only", col === "id" && "mono"],
       dataset: { col },
+      "data-label": col === "attempts" ? "attempts" : null, // shown on narrow screens only
     });
   }
   const row = h("tr", { dataset: { job: job.id } }, COLUMNS.map((c) => cells[c]));
@@ -69,7 +70,7 @@ export function jobsView(ctx) {
     h("div", { class: "field field-button" }, reset));
 
   const rows = h("tbody", {});
-  const table = h("div", { class: "table-wrap" }, h("table", { class: "table jobs" },
+  const table = h("div", { class: "table-wrap" }, h("table", { class: "table jobs stack" },
     h("caption", { class: "sr-only" }, "Jobs, newest first"),
     h("thead", {}, h("tr", {},
       h("th", { scope: "col" }, "State"), h("th", { scope: "col" }, "Task"), h("th", { scope: "col" }, "Job"),

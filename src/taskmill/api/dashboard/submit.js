@@ -107,7 +107,7 @@ export function submitView(ctx) {
   const delay = h("input", { name: "delay", type: "number", step: "any", min: "0", placeholder: "0" });
   const submit = h("button", { type: "submit", class: "button primary" }, "Enqueue job");
   const outcome = h("div", { class: "outcome", role: "status", "aria-live": "polite" });
-  const form = h("form", { class: "submit-form", novalidate: false },
+  const form = h("form", { class: "submit-form" },
     field("Task", taskSelect), description, paramsBox,
     h("fieldset", { class: "options" }, h("legend", {}, "Options"),
       h("div", { class: "row" },

@@ -44,6 +44,7 @@ function createRow(worker) {
       scope: col === "host" ? "row" : null,
       class: [["pid", "running"].includes(col) && "num", col === "started" && "wide-only"],
       dataset: { col },
+      "data-label": { pid: "pid", queues: "queues", heartbeat: "heartbeat" }[col] || null, // narrow screens
     });
   }
   const row = h("tr", { dataset: { worker: worker.id } }, COLUMNS.map((c) => cells[c]));
@@ -73,7 +74,7 @@ export function workersView(ctx) {
     viewHead("Workers", summary),
     panel({ title: "Online, stale and recently stopped", id: "workers" }, body));
   const rows = h("tbody", {});
-  const table = h("div", { class: "table-wrap" }, h("table", { class: "table workers" },
+  const table = h("div", { class: "table-wrap" }, h("table", { class: "table workers stack" },
     h("caption", { class: "sr-only" }, "Workers"),
     h("thead", {}, h("tr", {},
       h("th", { scope: "col" }, "State"), h("th", { scope: "col" }, "Host"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 from fastapi import APIRouter
 
 from taskmill.api.routes.responses import errors
@@ -9,7 +12,8 @@ from taskmill.api.schemas import HealthOut, ReadyOut
 from taskmill.api.service import ApiService
 
 
-def router(service: ApiService) -> APIRouter:
+def router(service: ApiService, storage_check: Callable[[], None] | None = None) -> APIRouter:
+    """`storage_check`: raises StorageError unless the image storage can be used now."""
     api = APIRouter(tags=["health"])
 
     @api.get("/healthz", response_model=HealthOut, summary="Liveness")
@@ -19,7 +23,11 @@ def router(service: ApiService) -> APIRouter:
 
     @api.get("/readyz", response_model=ReadyOut, responses=errors(503), summary="Readiness")
     async def readyz() -> ReadyOut:
-        """The database answers and its schema is migrated: send traffic here."""
-        return ReadyOut(status="ready", schema_version=await service.schema_version())
+        """The database answers and its schema is migrated, and the image storage (when
+        this app has the image tasks) can be written: send traffic here."""
+        version = await service.schema_version()
+        if storage_check is not None:
+            await asyncio.to_thread(storage_check)
+        return ReadyOut(status="ready", schema_version=version)
 
     return api

@@ -38,4 +38,6 @@ ORDER BY created_at
 LIMIT %(limit)s
 
 -- name: delete_images
-DELETE FROM taskmill_images WHERE id = ANY(%(ids)s::uuid[]) RETURNING id
+DELETE FROM taskmill_images
+WHERE id IN (SELECT value::uuid FROM jsonb_array_elements_text(%(ids)s::jsonb))
+RETURNING id
