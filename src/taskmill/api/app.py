@@ -83,12 +83,12 @@ def create_app(
     api.include_router(registry.router(app.tasks, deps, auth_errors))
     api.include_router(pages.router(keys))
     images = image_service(app)
-    api.include_router(health.router(service, images.storage.check if images.enabled else None))
+    api.include_router(health.router(service, images.check_storage if images.enabled else None))
     if images.enabled:
         limit = app.settings.upload_rate_limit
         limiter = RateLimiter(limit) if limit else None
         api.include_router(images_routes.router(images, deps, auth_errors, limiter))
-        if images.storage.kind == "file":  # S3 serves its own (presigned) URLs
+        if images.settings.storage_url.startswith("file:"):  # S3 presigns its own URLs
             api.include_router(media.router(images.storage, images.secret))
     api.fast_path = FastPath(service=service, keys=keys) if fast_path else None
     limits = {

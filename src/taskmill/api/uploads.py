@@ -42,8 +42,11 @@ class Upload:
 class _Receiver:
     """Callbacks of python-multipart's streaming parser: one part at a time."""
 
-    def __init__(self, upload: Upload, *, file_field: str, max_file_bytes: int) -> None:
+    def __init__(
+        self, upload: Upload, *, file_field: str, max_file_bytes: int, directory: Path
+    ) -> None:
         self.upload = upload
+        self.directory = directory
         self.file_field = file_field
         self.max_file_bytes = max_file_bytes
         self.parts = 0
@@ -84,7 +87,7 @@ class _Receiver:
                 raise ApiError(422, "validation_error", f"send one {self.file_field!r} per request")
             filename = params.get(b"filename")
             self.upload.filename = filename.decode("utf-8", "replace") if filename else None
-            fd, path = tempfile.mkstemp(prefix="taskmill-upload-")
+            fd, path = tempfile.mkstemp(prefix="upload-", dir=self.directory)
             self.upload.path = Path(path)
             self._file = os.fdopen(fd, "wb")
 
@@ -118,9 +121,12 @@ class _Receiver:
             self._file.close()
 
 
-async def receive_upload(request: Request, *, file_field: str, max_file_bytes: int) -> Upload:
-    """Parse a multipart/form-data body; the caller owns (and discards) the file. Raises
-    ApiError/UploadTooLarge with the client's mistake, having deleted any partial file."""
+async def receive_upload(
+    request: Request, *, file_field: str, max_file_bytes: int, directory: Path
+) -> Upload:
+    """Parse a multipart/form-data body, the file into `directory` (on disk: /tmp may be
+    RAM); the caller owns (and discards) the file. Raises ApiError/UploadTooLarge with the
+    client's mistake, having deleted any partial file."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
@@ -129,7 +135,10 @@ async def receive_upload(request: Request, *, file_field: str, max_file_bytes: i
             f"send multipart/form-data with the image in a field named {file_field!r}",
         )  # fmt: skip
     upload = Upload()
-    receiver = _Receiver(upload, file_field=file_field, max_file_bytes=max_file_bytes)
+    directory.mkdir(parents=True, exist_ok=True)
+    receiver = _Receiver(
+        upload, file_field=file_field, max_file_bytes=max_file_bytes, directory=directory
+    )
     callbacks = {
         "on_part_begin": receiver.on_part_begin,
         "on_header_field": receiver.on_header_field,

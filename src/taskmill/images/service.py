@@ -64,6 +64,11 @@ class ImageService:
             self._storage = open_storage(self.settings.storage_url, secret=self.secret)
         return self._storage
 
+    def check_storage(self) -> None:
+        """Readiness: raises StorageError unless the storage can be used now. (The storage
+        is opened on first use, and the secret key generated then, not at start-up.)"""
+        self.storage.check()
+
     @property
     def enabled(self) -> bool:
         """Whether this app has the image tasks (the built-in app has; a user's app has

@@ -53,6 +53,7 @@ def router(
 ) -> APIRouter:
     api = APIRouter(prefix="/api/images", tags=["images"], dependencies=dependencies)
     max_bytes = images.settings.max_upload_bytes
+    uploads_dir = images.settings.data_dir / "uploads"
 
     @api.post(
         "", status_code=202, response_model=None, openapi_extra=_UPLOAD_BODY,
@@ -70,7 +71,9 @@ def router(
         header), stores it, and queues its processing: 202 with the image, `pending`."""
         if limiter is not None:
             limiter.check(_client(request))
-        received = await receive_upload(request, file_field=FILE_FIELD, max_file_bytes=max_bytes)
+        received = await receive_upload(
+            request, file_field=FILE_FIELD, max_file_bytes=max_bytes, directory=uploads_dir
+        )
         try:
             unknown = set(received.fields) - {"webhook_url", "renditions"}
             if unknown:
