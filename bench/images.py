@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import os
 import re
 import subprocess
@@ -47,64 +46,14 @@ from bench.common import (
     taskmill_script,
     write_json,
 )
+from bench.image_pipelines import bare_pipeline, make_photo, naive_pillow
 
 SIZES = {"12 MP": (4240, 2832), "24 MP": (6000, 4000)}
 PARALLEL = 2  # the worker runs -c 2; the baselines get the same two processes
-RENDITIONS = {"resized": (1024, 1024), "thumbnail": (300, 300)}
 API_URL = re.compile(r"API\s+(http://\S+?)/api/tasks")
 
 
-# -- inputs ---------------------------------------------------------------------------------
-
-
-def make_photo(path: Path, width: int, height: int) -> Path:
-    """A photo-like JPEG: smooth gradients with fine noise, so it compresses like a photo
-    (neither a flat colour nor pure noise), q90 as cameras save."""
-    import pyvips
-
-    x = pyvips.Image.xyz(width, height)
-    r = (x[0] * 255.0 / width).cast("uchar")
-    g = (x[1] * 255.0 / height).cast("uchar")
-    b = ((x[0] + x[1]) * 127.0 / (width + height) + 64).cast("uchar")
-    noise = pyvips.Image.gaussnoise(width, height, sigma=12, mean=0)
-    image = r.bandjoin([g, b]).cast("float")
-    image = (image + noise).cast("uchar").copy(interpretation="srgb")
-    image.jpegsave(str(path), Q=90)
-    return path
-
-
-# -- the two baselines, each call in a pool process -----------------------------------------
-
-
-def naive_pillow(source: str) -> int:
-    """Open, resize from full size for every rendition, save. Returns bytes written."""
-    from PIL import Image, ImageOps
-
-    written = 0
-    with Image.open(source) as original:
-        image = original.convert("RGB")
-        outputs = {
-            "resized": ImageOps.contain(image, RENDITIONS["resized"]),
-            "compressed": image,
-            "thumbnail": ImageOps.fit(image, RENDITIONS["thumbnail"]),
-        }
-        for name, out in outputs.items():
-            buffer = io.BytesIO()
-            out.save(buffer, "JPEG", quality=60 if name == "compressed" else 85)
-            written += buffer.tell()
-    return written
-
-
-def bare_pipeline(source: str) -> int:
-    """taskmill's rendering alone, into a temporary folder. Returns bytes written."""
-    import tempfile
-
-    from taskmill.images.processing import render
-    from taskmill.images.renditions import DEFAULT_RENDITIONS
-
-    with tempfile.TemporaryDirectory() as out:
-        rendered = render(Path(source), DEFAULT_RENDITIONS, Path(out), max_pixels=100_000_000)
-        return sum(r.bytes for r in rendered.values())
+# -- the baselines, in pool processes ------------------------------------------------------
 
 
 def _pool_init() -> None:
@@ -121,11 +70,12 @@ def images_per_s(fn: Any, source: Path, count: int) -> float:
 
 
 def peak_rss_mib(fn_name: str, source: Path) -> float:
-    """Peak RSS of a fresh process that makes the renditions of `source` once."""
+    """Peak RSS of a fresh process that makes the renditions of `source` once: its VmHWM
+    (ru_maxrss would not do: Linux carries the parent's peak into it across exec)."""
     code = (
-        "import os, resource, sys; os.environ['VIPS_CONCURRENCY'] = '1'; "
-        f"from bench.images import {fn_name}; {fn_name}(sys.argv[1]); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "import os, re, sys; os.environ['VIPS_CONCURRENCY'] = '1'; "
+        f"from bench.image_pipelines import {fn_name}; {fn_name}(sys.argv[1]); "
+        "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(source)], cwd=ROOT, capture_output=True, text=True,
@@ -208,19 +158,20 @@ class System:
         return ids
 
     def wait_completed(self, ids: list[str]) -> list[dict[str, Any]]:
-        """Until every image is completed; returns them."""
-        done: dict[str, dict[str, Any]] = {}
-        while len(done) < len(ids):
-            for image_id in ids:
-                if image_id not in done:
-                    image = self.http.get(f"/api/images/{image_id}").json()
-                    if image["status"] == "failed":
-                        raise RuntimeError(f"image {image_id} failed: {image['error']}")
-                    if image["status"] == "completed":
-                        done[image_id] = image
-            if len(done) < len(ids):
-                time.sleep(0.02)  # polling the API, as a client does
-        return [done[i] for i in ids]
+        """Until every image is completed; returns them. One list request per look, so
+        the waiting does not load the API (and the cores the worker uses)."""
+        wanted = set(ids)
+        while True:
+            page = self.http.get("/api/images", params={"limit": 200}).json()["images"]
+            found = {i["id"]: i for i in page if i["id"] in wanted}
+            failed = [i for i in found.values() if i["status"] == "failed"]
+            if failed:
+                raise RuntimeError(f"image {failed[0]['id']} failed: {failed[0]['error']}")
+            if len(found) == len(wanted) and all(
+                i["status"] == "completed" for i in found.values()
+            ):
+                return [found[i] for i in ids]
+            time.sleep(0.05)  # polling the API, as a client does
 
     def end_to_end(self, source: Path, count: int) -> float:
         """Upload `count` copies while the worker runs; images/s until all completed."""

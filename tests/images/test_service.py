@@ -5,6 +5,8 @@ tests/images/test_end_to_end.py drives the same path through HTTP and real worke
 
 from __future__ import annotations
 
+import itertools
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +42,16 @@ def photo(tmp_path: Path) -> Path:
     return write_jpeg(tmp_path / "photo.jpg", 1600, 1200)
 
 
+def upload(photo: Path) -> Path:
+    """A fresh copy to hand to accept(), which takes (moves) the file it is given."""
+    copy = photo.with_name(f"upload-{next(_uploads)}{photo.suffix}")
+    shutil.copyfile(photo, copy)
+    return copy
+
+
+_uploads = itertools.count()
+
+
 def media_files(app: Taskmill) -> set[str]:
     root = Path(app.settings.storage_url.removeprefix("file://"))
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
@@ -48,13 +60,14 @@ def media_files(app: Taskmill) -> set[str]:
 def test_an_accepted_upload_is_stored_recorded_and_queued(
     app: Taskmill, images: ImageService, photo: Path
 ) -> None:
-    image, created = images.accept(photo)
+    image, created = images.accept(upload(photo))
 
     assert created and image.status is ImageStatus.PENDING
     assert (image.original.format, image.original.width, image.original.height) == (
         "jpeg", 1600, 1200,
     )  # fmt: skip
     assert image.original.bytes == photo.stat().st_size
+    assert not any(photo.parent.glob("upload-*"))  # the upload was taken, not copied
     assert media_files(app) == {f"originals/{image.id}.jpg"}
     job = app.get(image.job_id)
     assert (job.task, job.args, job.queue, job.status) == (
@@ -66,8 +79,8 @@ def test_an_accepted_upload_is_stored_recorded_and_queued(
 def test_the_same_idempotency_key_gives_the_same_image_and_stores_one_file(
     app: Taskmill, images: ImageService, photo: Path
 ) -> None:
-    first, created = images.accept(photo, idempotency_key="upload-1")
-    again, created_again = images.accept(photo, idempotency_key="upload-1")
+    first, created = images.accept(upload(photo), idempotency_key="upload-1")
+    again, created_again = images.accept(upload(photo), idempotency_key="upload-1")
 
     assert created and not created_again
     assert again == first
@@ -89,7 +102,7 @@ def test_a_file_that_is_not_an_image_is_refused_and_nothing_is_kept(
 def test_processing_makes_every_rendition_and_a_rerun_changes_nothing(
     app: Taskmill, images: ImageService, photo: Path
 ) -> None:
-    image, _ = images.accept(photo)
+    image, _ = images.accept(upload(photo))
     result = images.process(image.id)
 
     done = images.get(image.id)
@@ -138,7 +151,7 @@ def test_a_truncated_image_fails_with_a_readable_error_and_no_retry(
 def test_status_follows_the_job_until_the_image_is_finished(
     app: Taskmill, images: ImageService, photo: Path
 ) -> None:
-    image, _ = images.accept(photo)
+    image, _ = images.accept(upload(photo))
     job = claim_one(app.store)
     assert job.id == image.job_id
     assert images.get(image.id).status is ImageStatus.RUNNING
@@ -155,9 +168,9 @@ def test_status_follows_the_job_until_the_image_is_finished(
 def test_delete_removes_the_record_every_file_and_the_pending_job(
     app: Taskmill, images: ImageService, photo: Path
 ) -> None:
-    image, _ = images.accept(photo)
+    image, _ = images.accept(upload(photo))
     images.process(image.id)
-    other, _ = images.accept(photo)
+    other, _ = images.accept(upload(photo))
 
     images.delete(image.id)
     images.delete(other.id)  # still pending: its job is cancelled
@@ -173,7 +186,7 @@ def test_delete_removes_the_record_every_file_and_the_pending_job(
 
 
 def test_list_is_newest_first_and_pages_with_a_cursor(images: ImageService, photo: Path) -> None:
-    ids = [images.accept(photo)[0].id for _ in range(5)]
+    ids = [images.accept(upload(photo))[0].id for _ in range(5)]
     first, cursor = images.list(limit=3, cursor=None)
     second, end = images.list(limit=3, cursor=cursor)
 
@@ -184,8 +197,8 @@ def test_list_is_newest_first_and_pages_with_a_cursor(images: ImageService, phot
 def test_cleanup_deletes_exactly_the_images_past_retention(
     app: Taskmill, images: ImageService, photo: Path, database_url: str
 ) -> None:
-    old = [images.accept(photo)[0] for _ in range(3)]
-    fresh = images.accept(photo)[0]
+    old = [images.accept(upload(photo))[0] for _ in range(3)]
+    fresh = images.accept(upload(photo))[0]
     images.process(old[0].id)
     db = RawDb(database_url)
     try:
@@ -205,7 +218,7 @@ def test_cleanup_deletes_exactly_the_images_past_retention(
 def test_completion_enqueues_one_signed_webhook_delivery(
     app: Taskmill, images: ImageService, photo: Path
 ) -> None:
-    image, _ = images.accept(photo, webhook_url="http://127.0.0.1:9/hook")
+    image, _ = images.accept(upload(photo), webhook_url="http://127.0.0.1:9/hook")
     images.process(image.id)
     images.process(image.id)  # re-run: no second delivery
 
@@ -229,7 +242,7 @@ def test_on_s3_the_same_path_gives_presigned_urls_and_delete_empties_the_bucket(
     images = image_service(app)
     bucket = s3_env.client()
     try:
-        image, _ = images.accept(photo)
+        image, _ = images.accept(upload(photo))
         images.process(image.id)
         done = images.get(image.id)
         body = images.to_json(done, base_url="http://unused.test")

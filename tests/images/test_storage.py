@@ -89,6 +89,23 @@ def test_put_replaces_the_object(storage: Storage, tmp_path: Path, new_key: NewK
     assert (tmp_path / "back").read_bytes() == b"second"
 
 
+def test_put_with_move_stores_the_same_bytes_and_replaces(
+    storage: Storage, tmp_path: Path, new_key: NewKey
+) -> None:
+    """The caller is done with the source (an upload, a rendition): storage may take it."""
+    key = new_key()
+    for content in (b"first, moved into place", b"second, over it"):
+        source = tmp_path / "made"
+        source.write_bytes(content)
+        source.chmod(0o600)
+        storage.put_file(key, source, content_type="image/jpeg", move=True)
+        storage.fetch(key, tmp_path / "back")
+        assert (tmp_path / "back").read_bytes() == content
+    if isinstance(storage, FileStorage):
+        assert not (tmp_path / "made").exists()  # renamed, not copied
+        assert storage.path_of(key).stat().st_mode & 0o777 == 0o644
+
+
 def test_delete_many_and_missing_is_fine(storage: Storage, sample: Path, new_key: NewKey) -> None:
     keys = [new_key(prefix) for prefix in ("originals", "resized", "compressed", "thumbnails")]
     for key in keys:

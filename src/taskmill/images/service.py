@@ -86,7 +86,7 @@ class ImageService:
         idempotency_key: str | None = None,
     ) -> tuple[Image, bool]:
         """Check an uploaded file, store it as an original, record the image and enqueue
-        its processing. Returns (image, created); with an idempotency key used before, the
+        its processing. Takes the file: it may be moved into storage rather than copied. Returns (image, created); with an idempotency key used before, the
         first image comes back and nothing new is stored. Raises ImageRefused (with its
         HTTP status) or ValidationError before anything is stored."""
         if idempotency_key is not None:
@@ -103,7 +103,7 @@ class ImageService:
             object_key("originals", image_id, info.extension), info.format, info.width,
             info.height, upload.stat().st_size,
         )  # fmt: skip
-        self.storage.put_file(original.key, upload, content_type=info.content_type)
+        self.storage.put_file(original.key, upload, content_type=info.content_type, move=True)
         record = NewImage(
             image_id, job.id, original, renditions_to_json(specs), webhook_url, idempotency_key
         )
@@ -190,7 +190,9 @@ class ImageService:
 
     def _store_rendition(self, image_id: str, rendered: Rendered) -> StoredObject:
         key = object_key(RENDITION_PREFIXES[rendered.name], image_id, rendered.path.suffix[1:])
-        self.storage.put_file(key, rendered.path, content_type=f"image/{rendered.format}")
+        self.storage.put_file(
+            key, rendered.path, content_type=f"image/{rendered.format}", move=True
+        )
         return StoredObject(key, rendered.format, rendered.width, rendered.height, rendered.bytes)
 
     def _finish(

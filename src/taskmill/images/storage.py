@@ -9,6 +9,7 @@ objects through presigned URLs that the S3 server checks itself.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import hmac
@@ -72,9 +73,10 @@ class Storage(Protocol):
 
     kind: str  # "file" or "s3"
 
-    def put_file(self, key: str, source: Path, *, content_type: str) -> None:
+    def put_file(self, key: str, source: Path, *, content_type: str, move: bool = False) -> None:
         """Store the file at `source` (streamed, never read whole into memory) under `key`,
-        replacing any object there; readers see the old object or the new one, never part."""
+        replacing any object there; readers see the old object or the new one, never part.
+        `move`: the caller is done with `source`, which may be moved rather than copied."""
 
     def fetch(self, key: str, dest: Path) -> None:
         """Copy the object to the local file `dest`. StorageError when it does not exist."""
@@ -169,10 +171,12 @@ class FileStorage:
     def path_of(self, key: str) -> Path:
         return self.root / validate_key(key)
 
-    def put_file(self, key: str, source: Path, *, content_type: str) -> None:
+    def put_file(self, key: str, source: Path, *, content_type: str, move: bool = False) -> None:
         target = self.path_of(key)
         with _os_errors(f"storing {key} in {self.root}"):
             target.parent.mkdir(parents=True, exist_ok=True)
+            if move and _moved(source, target):
+                return
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
             try:
                 with source.open("rb") as src, os.fdopen(fd, "wb") as dst:
@@ -213,6 +217,24 @@ class FileStorage:
             self.root.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=self.root, prefix=".check-"):
                 pass
+
+
+def _moved(source: Path, target: Path) -> bool:
+    """Rename `source` into place (flushed first, so the rename never lands before the
+    bytes); False when it is on another filesystem and must be copied instead."""
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.fchmod(fd, 0o644)  # uploads and renditions are made 0600; media are not secrets
+    finally:
+        os.close(fd)
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        if exc.errno == errno.EXDEV:
+            return False
+        raise
+    return True
 
 
 @contextlib.contextmanager
@@ -309,7 +331,7 @@ class S3Storage:
 
         return TransferConfig(multipart_threshold=8 * 1024**2, max_concurrency=4)
 
-    def put_file(self, key: str, source: Path, *, content_type: str) -> None:
+    def put_file(self, key: str, source: Path, *, content_type: str, move: bool = False) -> None:
         validate_key(key)
         extra = {"ContentType": content_type} if content_type else {}
         with self._errors(f"storing {key}"):

@@ -195,9 +195,13 @@ class Supervisor:
 
     def _wait_timeout(self) -> float:
         now = time.monotonic()
-        horizon = [now + MAX_WAIT_S, self.next_poll]
-        if self.listener is not None and self.listener.fileno() is None:
-            horizon.append(now + self.listener.poll_interval_s)
+        horizon = [now + MAX_WAIT_S]
+        # Look at the store only with a slot to fill: while every child is busy, the next
+        # turn that matters comes with a child's report (and polling then would spin).
+        if self.phase is Phase.RUNNING and any(self._free_slots().values()):
+            horizon.append(now if self.maybe_work else self.next_poll)
+            if self.listener is not None and self.listener.fileno() is None:
+                horizon.append(now + self.listener.poll_interval_s)
         for child in self.children.values():
             head = child.head
             if head is not None and head.timeout_s is not None:
@@ -264,18 +268,23 @@ class Supervisor:
             1, min(self.options.max_prefetch, int(TARGET_BUFFER_S / max(self.avg_job_s, 1e-6)))
         )
 
-    def _claim(self) -> None:
-        if not self.maybe_work and time.monotonic() < self.next_poll:
-            return
-        if time.monotonic() < self.store_down_until:
-            return
+    def _free_slots(self) -> dict[int, int]:
+        """Child index -> how many more jobs it takes now (children with room only)."""
         prefetch = self._prefetch()
         free = {
             c.index: prefetch - len(c.assigned)
             for c in self.children.values()
             if c.ready and not self._spent(c)
         }
-        limit = sum(n for n in free.values() if n > 0)
+        return {index: n for index, n in free.items() if n > 0}
+
+    def _claim(self) -> None:
+        if not self.maybe_work and time.monotonic() < self.next_poll:
+            return
+        if time.monotonic() < self.store_down_until:
+            return
+        free = self._free_slots()
+        limit = sum(free.values())
         if limit == 0:
             return
         jobs = self._guarded(
