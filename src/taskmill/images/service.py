@@ -86,9 +86,10 @@ class ImageService:
         idempotency_key: str | None = None,
     ) -> tuple[Image, bool]:
         """Check an uploaded file, store it as an original, record the image and enqueue
-        its processing. Takes the file: it may be moved into storage rather than copied. Returns (image, created); with an idempotency key used before, the
-        first image comes back and nothing new is stored. Raises ImageRefused (with its
-        HTTP status) or ValidationError before anything is stored."""
+        its processing. Takes the file: it may be moved into storage rather than copied.
+        Returns (image, created); with an idempotency key used before, the first image
+        comes back and nothing new is stored. Raises ImageRefused or ValidationError
+        before anything is stored."""
         if idempotency_key is not None:
             existing = self.app.store.get_image_by_key(idempotency_key)
             if existing is not None:
