@@ -7,13 +7,14 @@ import logging
 
 from taskmill.cli.api import api
 from taskmill.cli.base import cli
+from taskmill.cli.bench import bench
 from taskmill.cli.images import image
 from taskmill.cli.jobs import cancel, retry, status, submit
 from taskmill.cli.processes import migrate, up, worker
 from taskmill.cli.scheduler import scheduler, schedules
 from taskmill.cli.stats import stats
 
-for command in (up, api, worker, migrate, submit, status, cancel, retry, stats, image):
+for command in (up, api, worker, migrate, submit, status, cancel, retry, stats, image, bench):
     cli.add_command(command)
 cli.add_command(scheduler)
 cli.add_command(schedules)
