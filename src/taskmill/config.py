@@ -15,6 +15,7 @@ DEFAULT_DATABASE_URL = "sqlite:///taskmill-data/taskmill.db"
 DEFAULT_STORAGE_URL = "file://taskmill-data/media"
 DEFAULT_DATA_DIR = "taskmill-data"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+MIN_MEDIA_URL_TTL_S = 15 * 60.0
 
 _DURATION_UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SIZE_UNITS = {
@@ -186,6 +187,11 @@ class Settings:
         if not self.public_url.startswith(("http://", "https://")):
             raise ConfigError(
                 f"TASKMILL_PUBLIC_URL: {self.public_url!r} must start with http:// or https://"
+            )
+        if self.media_url_ttl_s < MIN_MEDIA_URL_TTL_S:
+            raise ConfigError(
+                f"TASKMILL_MEDIA_URL_TTL: must be at least {MIN_MEDIA_URL_TTL_S / 60:g}m (the "
+                f"dashboard renews its links every 10 minutes), got {self.media_url_ttl_s:g}s"
             )
         if self.lease_s < 1:
             raise ConfigError(f"TASKMILL_LEASE: must be at least 1s, got {self.lease_s}s")

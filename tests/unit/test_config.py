@@ -140,3 +140,9 @@ def test_app_reads_the_database_url_from_the_environment(
     monkeypatch.setenv("TASKMILL_LEASE", "0")
     with pytest.raises(ConfigError, match="TASKMILL_LEASE"):
         Taskmill()
+
+
+def test_media_urls_must_outlive_the_dashboards_renewal() -> None:
+    with pytest.raises(ConfigError, match="TASKMILL_MEDIA_URL_TTL.*15m"):
+        Settings.from_env({"TASKMILL_MEDIA_URL_TTL": "5m"})
+    assert Settings.from_env({"TASKMILL_MEDIA_URL_TTL": "2h"}).media_url_ttl_s == 7200

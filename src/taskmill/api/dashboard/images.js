@@ -6,6 +6,7 @@ import { absolute, bytes, shortId } from "./format.js";
 import { badge, emptyState, errorState, panel, poller, viewHead } from "./ui.js";
 
 const PAGE_SIZE = 24;
+const MAX_PAGE = 200; // the API's largest page
 const BUSY_EVERY_MS = 3000; // while an image is still being processed
 const IDLE_EVERY_MS = 15000;
 const RENDITIONS = ["thumbnail", "resized", "compressed"];
@@ -76,13 +77,11 @@ export function imagesView(ctx) {
 
   async function loadFirst() {
     try {
-      const found = await ctx.api.get("/api/images", { limit: PAGE_SIZE });
-      // Refreshing the first page keeps the older pages already loaded below it.
-      const seen = new Set(found.images.map((i) => i.id));
-      const oldest = found.images.length ? found.images[found.images.length - 1].id : null;
-      const older = images.filter((i) => !seen.has(i.id) && oldest && i.id < oldest);
-      images = [...found.images, ...older];
-      if (!older.length) nextCursor = found.next_cursor;
+      // Everything shown is fetched again, not only the first page: the answer carries
+      // freshly signed media URLs, and the ones fetched earlier expire.
+      const found = await ctx.api.get("/api/images", { limit: Math.min(MAX_PAGE, Math.max(PAGE_SIZE, images.length)) });
+      images = found.images;
+      nextCursor = found.next_cursor;
     } catch (error) {
       if (error.status === 404) {
         showUnavailable();
