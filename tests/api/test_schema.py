@@ -16,20 +16,27 @@ from schemathesis import GenerationMode, checks
 from taskmill import Taskmill
 from taskmill.api import create_app
 from taskmill.demo import register_demo_tasks
-from tests.helpers import make_app
+from tests.images.helpers import make_image_app
+from tests.tasks_for_tests import register_test_tasks
 
 MAX_EXAMPLES = 12
 # Whether a submit is accepted depends on the registered tasks and their signatures, which
 # the schema does not (and should not) spell out: a schema-valid submit may rightly be 422.
-SCHEMA_CANNOT_TELL = {"POST /api/tasks": [checks.positive_data_acceptance]}
+# Likewise an upload: whether its bytes are an image, or its webhook URL reachable.
+SCHEMA_CANNOT_TELL = {
+    "POST /api/tasks": [checks.positive_data_acceptance],
+    "POST /api/images": [checks.positive_data_acceptance],
+}
 
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The API over a SQLite app that knows the demo tasks (the schema's examples use them,
-    so some generated submits are accepted) as well as the test tasks."""
-    path = tmp_path_factory.mktemp("schema") / "taskmill.db"
-    app: Taskmill = register_demo_tasks(make_app(f"sqlite:///{path}"))
+    so some generated submits are accepted), the test tasks and the image tasks (so the
+    image routes are in the schema too)."""
+    folder = tmp_path_factory.mktemp("schema")
+    app: Taskmill = make_image_app(f"sqlite:///{folder}/taskmill.db", folder / "media")
+    register_demo_tasks(register_test_tasks(app))
     app.migrate()
     app.enqueue("add", [1, 2])
     yield schemathesis.openapi.from_asgi("/openapi.json", create_app(app))
@@ -41,7 +48,7 @@ def test_every_response_matches_the_schema_and_none_is_5xx(
     api_schema: Any, mode: GenerationMode
 ) -> None:
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len(operations) >= 9  # tasks x5, stats, healthz, readyz, metrics
+    assert len(operations) >= 13  # tasks x5, images x4, stats, healthz, readyz, metrics
     tested = []
     for operation in operations:
         takes_input = any(True for _ in operation.iter_parameters()) or len(operation.body) > 0
@@ -55,7 +62,9 @@ def test_every_response_matches_the_schema_and_none_is_5xx(
             assert mode is GenerationMode.NEGATIVE, operation.label
             continue
         tested.append(operation.label)
-    assert {"POST /api/tasks", "GET /api/tasks"} <= set(tested)
+    assert {"POST /api/tasks", "GET /api/tasks", "POST /api/images", "GET /api/images"} <= set(
+        tested
+    )
 
 
 def check_operation(operation: Any, mode: GenerationMode) -> None:

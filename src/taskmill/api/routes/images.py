@@ -29,6 +29,7 @@ _UPLOAD_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": [FILE_FIELD],
+                    "additionalProperties": False,
                     "properties": {
                         FILE_FIELD: {"type": "string", "format": "binary",
                                      "description": "JPEG, PNG, WebP, GIF, TIFF, HEIC or AVIF"},
