@@ -32,7 +32,8 @@ _UPLOAD_BODY: dict[str, Any] = {
                     "additionalProperties": False,
                     "properties": {
                         FILE_FIELD: {"type": "string", "format": "binary",
-                                     "description": "JPEG, PNG, WebP, GIF, TIFF, HEIC or AVIF"},
+                                     "description": "JPEG, PNG, WebP, GIF, TIFF or AVIF (HEIC "
+                                     "where libvips can decode HEVC)"},
                         "webhook_url": {"type": "string", "description":
                                         "POSTed the image JSON when processing ends (signed)"},
                         "renditions": {"type": "string", "description":
