@@ -68,22 +68,14 @@ def _parse_bool(text: str, *, name: str) -> bool:
     raise ConfigError(f"{name}: {text!r} is not a boolean (use true or false)")
 
 
-def _parse_positive_int(text: str, *, name: str) -> int:
+def _parse_int_between(text: str, low: int, high: int | None, *, name: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise ConfigError(f"{name}: {text!r} is not a whole number") from None
-    if value <= 0:
-        raise ConfigError(f"{name}: must be positive, got {value}")
-    return value
-
-
-def _parse_int_between(text: str, low: int, high: int, *, name: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name}: {text!r} is not a whole number") from None
-    if not low <= value <= high:
+    if high is None and value < low:
+        raise ConfigError(f"{name}: must be at least {low}, got {value}")
+    if high is not None and not low <= value <= high:
         raise ConfigError(f"{name}: must be between {low} and {high}, got {value}")
     return value
 
@@ -105,7 +97,7 @@ def _size(text: str, variable: str) -> int:
 
 
 def _positive(text: str, variable: str) -> int:
-    return _parse_positive_int(text, name=variable)
+    return _parse_int_between(text, 1, None, name=variable)
 
 
 def _bool(text: str, variable: str) -> bool:

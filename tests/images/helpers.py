@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +12,7 @@ from PIL import Image as PILImage
 
 from taskmill import Taskmill
 from taskmill.config import Settings
+from taskmill.images.storage import Storage
 from taskmill.images.tasks import register_image_tasks
 from taskmill.webhooks import register_webhook_task
 
@@ -40,3 +44,31 @@ def truncated_copy(source: Path, dest: Path, keep: float = 0.5) -> Path:
     data = source.read_bytes()
     dest.write_bytes(data[: int(len(data) * keep)])
     return dest
+
+
+@contextmanager
+def rewritten_in_a_loop(
+    storage: Storage, key: str, versions: list[bytes], folder: Path
+) -> Iterator[None]:
+    """While the body runs, a thread stores `versions` under `key` over and over, in turn
+    (the first is in place before the body starts)."""
+    sources = []
+    for i, content in enumerate(versions):
+        sources.append(folder / f"version-{i}")
+        sources[-1].write_bytes(content)
+    storage.put_file(key, sources[0], content_type="image/jpeg")
+    stop = threading.Event()
+
+    def rewrite() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            storage.put_file(key, sources[i % len(sources)], content_type="image/jpeg")
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join()

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -27,6 +26,7 @@ from taskmill.config import Settings
 from taskmill.errors import ConfigError
 from taskmill.images.storage import FileStorage, sign_media, verify_media_signature
 from taskmill.secrets import load_secret
+from tests.images.helpers import rewritten_in_a_loop
 
 NewKey = Callable[..., str]
 Serve = Callable[[FastAPI], str]
@@ -356,31 +356,13 @@ def test_a_file_rewritten_while_served_is_never_torn(
     base_url = serve(media_app(file_storage, secret))
     key = new_key()
     versions = [os.urandom(200 * 1024), os.urandom(600 * 1024)]
-    sources = [tmp_path / "v0", tmp_path / "v1"]
-    for source, content in zip(sources, versions, strict=True):
-        source.write_bytes(content)
-    file_storage.put_file(key, sources[0], content_type="image/jpeg")
     url = file_storage.url(key, expires_s=60, base_url=base_url)
-    stop = threading.Event()
-
-    def rewrite() -> None:
-        i = 0
-        while not stop.is_set():
-            i += 1
-            file_storage.put_file(key, sources[i % 2], content_type="image/jpeg")
-
-    writer = threading.Thread(target=rewrite)
-    writer.start()
     seen = set()
-    try:
-        with httpx.Client() as http:
-            deadline = time.monotonic() + 0.5
-            while time.monotonic() < deadline:
-                answer = http.get(url)
-                assert answer.status_code == 200
-                assert answer.content in versions
-                seen.add(versions.index(answer.content))
-    finally:
-        stop.set()
-        writer.join()
+    with rewritten_in_a_loop(file_storage, key, versions, tmp_path), httpx.Client() as http:
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            answer = http.get(url)
+            assert answer.status_code == 200
+            assert answer.content in versions
+            seen.add(versions.index(answer.content))
     assert seen == {0, 1}

@@ -5,7 +5,6 @@ readiness errors, and the URLs that configure it."""
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from taskmill.images.storage import (
     open_storage,
     validate_key,
 )
+from tests.images.helpers import rewritten_in_a_loop
 from tests.pg import free_port
 from tests.s3 import S3Endpoint
 
@@ -167,31 +167,13 @@ def test_file_storage_readers_never_see_part_of_a_file(
     different sizes, every read gets one of them whole."""
     key = new_key()
     versions = [os.urandom(300 * 1024), os.urandom(700 * 1024)]
-    sources = []
-    for i, content in enumerate(versions):
-        sources.append(tmp_path / f"v{i}")
-        sources[-1].write_bytes(content)
-    file_storage.put_file(key, sources[0], content_type="image/jpeg")
-    stop = threading.Event()
-
-    def rewrite() -> None:
-        i = 0
-        while not stop.is_set():
-            i += 1
-            file_storage.put_file(key, sources[i % 2], content_type="image/jpeg")
-
-    writer = threading.Thread(target=rewrite)
-    writer.start()
     seen = set()
-    try:
+    with rewritten_in_a_loop(file_storage, key, versions, tmp_path):
         deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline:
             content = file_storage.local_path(key).read_bytes()
             assert content in versions, f"read {len(content)} bytes, a torn file"
             seen.add(versions.index(content))
-    finally:
-        stop.set()
-        writer.join()
     assert seen == {0, 1}
     assert [p.name for p in file_storage.local_path(key).parent.iterdir()] == [key.split("/")[1]]
 
