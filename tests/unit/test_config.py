@@ -143,6 +143,6 @@ def test_app_reads_the_database_url_from_the_environment(
 
 
 def test_media_urls_must_outlive_the_dashboards_renewal() -> None:
-    with pytest.raises(ConfigError, match="TASKMILL_MEDIA_URL_TTL.*15m"):
+    with pytest.raises(ConfigError, match=r"TASKMILL_MEDIA_URL_TTL.*15m"):
         Settings.from_env({"TASKMILL_MEDIA_URL_TTL": "5m"})
     assert Settings.from_env({"TASKMILL_MEDIA_URL_TTL": "2h"}).media_url_ttl_s == 7200
