@@ -14,6 +14,7 @@ from taskmill.app import Taskmill
 from taskmill.cli.base import app_option, database_option, open_app, setup_logging
 from taskmill.cli.output import console
 from taskmill.errors import ConfigError
+from taskmill.images.service import PROCESS_TASK
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -95,10 +96,15 @@ def _ignore(_signum: int, _frame: Any) -> None:
 
 def print_banner(url: str, app: Taskmill, *, components: str) -> None:
     console.print(f"[bold]taskmill {components}[/]")
-    for label, path in (("API", "/api/tasks"), ("docs", "/docs"), ("dashboard", "/"),
-                        ("metrics", "/metrics")):  # fmt: skip
-        console.print(f"  {label:<10} {url}{path}", highlight=False)
+    images = PROCESS_TASK in app.tasks
+    routes = [("API", "/api/tasks"), ("images", "/api/images"), ("docs", "/docs"),
+              ("dashboard", "/"), ("metrics", "/metrics")]  # fmt: skip
+    for label, path in routes:
+        if images or label != "images":
+            console.print(f"  {label:<10} {url}{path}", highlight=False)
     console.print(f"  {'database':<10} {app.settings.database_url}", highlight=False)
+    if images:
+        console.print(f"  {'storage':<10} {app.settings.storage_url}", highlight=False)
     host = url.removeprefix("http://").rsplit(":", 1)[0].strip("[]")
     if app.settings.api_keys:
         console.print(f"API keys required ({len(app.settings.api_keys)} configured).")
