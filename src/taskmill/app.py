@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from taskmill.asyncify import async_twin
 from taskmill.config import Settings
 from taskmill.errors import JobNotFound, UnknownTaskError, ValidationError
+from taskmill.ids import new_ids
 from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.scheduler.periodic import CatchUp, Schedule
 from taskmill.store import Store, open_store
@@ -228,24 +229,28 @@ class Taskmill:
         """Store many jobs in one round trip; each spec has the keys of `enqueue` (task,
         args, kwargs, queue, ...). All are validated first: one bad spec stores none, and
         the error names its index."""
+        specs = list(specs)
         new: list[NewJob] = []
-        for index, spec in enumerate(specs):
+        for index, (spec, job_id) in enumerate(zip(specs, new_ids(len(specs)), strict=True)):
             try:
-                new.append(self._new_job_from_spec(spec))
+                new.append(self._new_job_from_spec(spec, job_id))
             except ValidationError as exc:
                 raise type(exc)(f"job {index}: {exc}") from None
         return self.store.insert_jobs(new)
 
-    def _new_job_from_spec(self, spec: Mapping[str, Any]) -> NewJob:
-        if not isinstance(spec, Mapping):
+    def _new_job_from_spec(self, spec: Mapping[str, Any], job_id: str) -> NewJob:
+        if type(spec) is not dict and not isinstance(spec, Mapping):  # dict: the usual, quick
             raise ValidationError(f"a job spec must be a mapping, got {type(spec).__name__}")
-        unknown = set(spec) - ENQUEUE_KEYS
-        if unknown:
+        if not spec.keys() <= ENQUEUE_KEYS:
+            unknown = set(spec) - ENQUEUE_KEYS
             raise ValidationError(
                 f"unknown keys {sorted(unknown)} (allowed: {sorted(ENQUEUE_KEYS)})"
             )
+        task = self.get_task(spec.get("task"))
+        if len(spec) == 1:  # {"task": name}: nothing else to pass on
+            return task.new_job(job_id=job_id)
         options = {k: v for k, v in spec.items() if k != "task"}
-        return self.get_task(spec.get("task")).new_job(**options)
+        return task.new_job(**options, job_id=job_id)
 
     def get(self, job_id: str) -> Job:
         """The job as stored now. Raises JobNotFound."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 JSONValue = Any  # a value json.dumps accepts without a custom encoder
 
@@ -60,9 +61,11 @@ class Job:
         return self.status.is_final
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A validated job about to be inserted: every option resolved, arguments JSON-encoded."""
+class NewJob(NamedTuple):
+    """A validated job about to be inserted: every option resolved, arguments JSON-encoded.
+
+    A named tuple, not a frozen dataclass: it is made once per job of an enqueue_many,
+    and a frozen dataclass's __init__ costs several times as much."""
 
     id: str
     task: str
@@ -80,10 +83,39 @@ class NewJob:
 
     def stored(self, created_at: datetime) -> Job:
         """The Job this insert produced, given the time the database stamped on it."""
-        return Job(
-            id=self.id, task=self.task, queue=self.queue, priority=self.priority,
-            status=JobStatus.PENDING, args=self.args, kwargs=self.kwargs, attempts=0,
-            max_retries=self.max_retries, timeout_s=self.timeout_s, backoff=self.backoff,
-            idempotency_key=self.idempotency_key, created_at=created_at,
-            scheduled_at=self.scheduled_at or created_at,
+        return _pending_job(
+            self.id, self.task, self.queue, self.priority, JobStatus.PENDING, self.args,
+            self.kwargs, 0, self.max_retries, self.timeout_s, self.backoff,
+            self.idempotency_key, created_at, self.scheduled_at or created_at,
         )  # fmt: skip
+
+
+def _slot_constructor(cls: Any) -> Callable[..., Any]:
+    """A constructor for a frozen slots dataclass, taking its fields in order (with their
+    defaults), that sets each slot through its descriptor.
+
+    The dataclass's own __init__ goes through object.__setattr__ for every field, because
+    the class is frozen; for Job that cost more than everything else an enqueue_many does
+    per job. Generated as dataclasses generates __init__, so no field can be forgotten."""
+    if any(f.default_factory is not MISSING for f in fields(cls)):
+        raise TypeError(f"{cls.__name__}: default factories are not supported here")
+    names = [f.name for f in fields(cls)]
+    source = "\n".join(
+        [
+            f"def make_constructor(new, cls, {', '.join('set_' + n for n in names)}):",
+            f"    def construct({', '.join(names)}):",
+            "        obj = new(cls)",
+            *(f"        set_{n}(obj, {n})" for n in names),
+            "        return obj",
+            "    return construct",
+        ]
+    )
+    scope: dict[str, Any] = {}
+    exec(source, scope)
+    setters = [getattr(cls, n).__set__ for n in names]
+    construct: Callable[..., Any] = scope["make_constructor"](object.__new__, cls, *setters)
+    construct.__defaults__ = tuple(f.default for f in fields(cls) if f.default is not MISSING)
+    return construct
+
+
+_pending_job: Callable[..., Job] = _slot_constructor(Job)

@@ -167,6 +167,7 @@ class Task(Generic[P, R]):
         self.options = options.validated()
         self.signature = inspect.signature(fn)
         self.is_async = inspect.iscoroutinefunction(fn)
+        self._arity = _positional_arity(self.signature)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
@@ -182,6 +183,9 @@ class Task(Generic[P, R]):
         return await self.app.enqueue_async(self.name, args=list(args), kwargs=dict(kwargs))
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        arity = self._arity
+        if not kwargs and arity is not None and arity[0] <= len(args) <= arity[1]:
+            return  # what bind() would accept, without its cost
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -218,29 +222,59 @@ class Task(Generic[P, R]):
         timeout: float | None = None,
         backoff: float | None = None,
         idempotency_key: str | None = None,
+        job_id: str | None = None,
     ) -> NewJob:
-        """Validate one enqueue request against this task; raises ValidationError."""
-        args = [] if args is None else args
-        kwargs = {} if kwargs is None else kwargs
-        if not isinstance(args, list | tuple):
+        """Validate one enqueue request against this task; raises ValidationError.
+
+        `job_id` is for callers that draw ids in bulk (`taskmill.ids.new_ids`)."""
+        if args is None:
+            args = []
+        elif isinstance(args, list | tuple):
+            args = list(args)
+        else:
             raise ValidationError(f"args must be a list, got {type(args).__name__}")
-        if not isinstance(kwargs, Mapping):
+        if kwargs is None:
+            kwargs = {}
+        elif isinstance(kwargs, Mapping):
+            kwargs = dict(kwargs)
+        else:
             raise ValidationError(f"kwargs must be an object, got {type(kwargs).__name__}")
         self.check_arguments(args, kwargs)
-        opts = self._options(queue, priority, max_retries, timeout, backoff)
-        args, kwargs = list(args), dict(kwargs)
+        if (
+            queue is None and priority is None and max_retries is None
+            and timeout is None and backoff is None
+        ):  # fmt: skip
+            opts = self.options  # no overrides: validated when the task was registered
+        else:
+            opts = self._options(queue, priority, max_retries, timeout, backoff)
         return NewJob(
-            id=new_id(),
-            task=self.name,
-            queue=opts.queue,
-            priority=opts.priority,
-            args=args,
-            kwargs=kwargs,
-            args_json=to_json(args, "args") if args else "[]",
-            kwargs_json=to_json(kwargs, "kwargs") if kwargs else "{}",
-            max_retries=opts.max_retries,
-            timeout_s=opts.timeout_s,
-            backoff=opts.backoff,
-            idempotency_key=check_idempotency_key(idempotency_key),
-            scheduled_at=schedule_from(delay, run_at),
+            new_id() if job_id is None else job_id,
+            self.name,
+            opts.queue,
+            opts.priority,
+            args,
+            kwargs,
+            to_json(args, "args") if args else "[]",
+            to_json(kwargs, "kwargs") if kwargs else "{}",
+            opts.max_retries,
+            opts.timeout_s,
+            opts.backoff,
+            None if idempotency_key is None else check_idempotency_key(idempotency_key),
+            None if delay is None and run_at is None else schedule_from(delay, run_at),
         )
+
+
+def _positional_arity(signature: inspect.Signature) -> tuple[int, float] | None:
+    """(fewest, most) positional arguments that bind to `signature` when no keyword
+    argument is given; None when no count does (a required keyword-only parameter)."""
+    fewest, most = 0, 0.0
+    for param in signature.parameters.values():
+        if param.kind is param.VAR_POSITIONAL:
+            most = math.inf
+        elif param.kind is param.KEYWORD_ONLY:
+            if param.default is param.empty:
+                return None
+        elif param.kind is not param.VAR_KEYWORD:
+            most += 1
+            fewest += param.default is param.empty
+    return fewest, most

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from taskmill.ids import new_id
+from taskmill.ids import new_id, new_ids
 
 
 def unix_ms(job_id: str) -> int:
@@ -70,3 +70,14 @@ def test_ids_are_unique_across_threads() -> None:
     every = [i for bucket in results for i in bucket]
     assert len(set(every)) == len(every)
     assert all(bucket == sorted(bucket) for bucket in results)
+
+
+def test_ids_drawn_in_bulk_are_uuid7_and_continue_the_sequence() -> None:
+    before = new_id()
+    bulk = new_ids(5_000)  # more than one millisecond's counter holds
+    after = new_id()
+    every = [before, *bulk, after]
+    assert every == sorted(every) and len(set(every)) == len(every)
+    assert all(str(uuid.UUID(i)) == i and uuid.UUID(i).version == 7 for i in bulk)
+    assert all(uuid.UUID(i).variant == uuid.RFC_4122 for i in bulk)
+    assert new_ids(0) == []

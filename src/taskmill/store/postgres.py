@@ -195,11 +195,16 @@ class PostgresStore(ImageRecords):
         if len(jobs) >= COPY_MIN_JOBS and not any(j.idempotency_key for j in jobs):
             return self._copy_jobs(jobs)
         if len(jobs) == 1:
-            rows = self._rows("insert_job", _single_params(jobs[0]))
+            with self._conn() as conn:
+                row = conn.execute(Q["insert_job"], _single_params(jobs[0])).fetchone()
+            if row is not None:
+                return [jobs[0].stored(row[1])]
+            rows = []
         else:
-            rows = self._rows("insert_jobs", _batch_params(jobs))
-        inserted = {str(r["id"]): r["created_at"] for r in rows}
-        if len(inserted) == len(jobs):
+            with self._conn() as conn:
+                rows = conn.execute(Q["insert_jobs"], _batch_params(jobs)).fetchall()
+        inserted = {str(job_id): created_at for job_id, created_at in rows}
+        if len(inserted) == len(jobs):  # nothing skipped for its idempotency key
             return [j.stored(inserted[j.id]) for j in jobs]
         dupes = [j for j in jobs if j.id not in inserted]
         existing = {
@@ -217,11 +222,14 @@ class PostgresStore(ImageRecords):
     def _copy_jobs(self, jobs: Sequence[NewJob]) -> list[Job]:
         with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
             now = cur.execute(Q["transaction_time"]).fetchone()[0]  # type: ignore[index]
+            # The same time on every row: formatted once, as a datetime it would be per row.
+            now_text = now.isoformat()
             with cur.copy(Q["copy_jobs"]) as copy:
+                write_row = copy.write_row
                 for j in jobs:
-                    copy.write_row(
+                    write_row(
                         (j.id, j.task, j.queue, j.priority, j.args_json, j.kwargs_json,
-                         j.max_retries, j.timeout_s, j.backoff, j.scheduled_at or now)
+                         j.max_retries, j.timeout_s, j.backoff, j.scheduled_at or now_text)
                     )  # fmt: skip
         return [j.stored(now) for j in jobs]
 

@@ -53,19 +53,26 @@ def path_from_url(url: str) -> str:
     return path
 
 
-def _epoch(value: Any) -> float | None:
-    return None if value is None else float(value.timestamp())
-
-
 def _jobs_json(jobs: Sequence[NewJob]) -> str:
     """The :jobs parameter of insert_jobs: one JSON array per job."""
     return json.dumps(
         [
-            [j.id, j.task, j.queue, j.priority, j.args_json, j.kwargs_json, j.max_retries,
-             j.timeout_s, j.backoff, j.idempotency_key, _epoch(j.scheduled_at)]
+            (j.id, j.task, j.queue, j.priority, j.args_json, j.kwargs_json, j.max_retries,
+             j.timeout_s, j.backoff, j.idempotency_key,
+             None if j.scheduled_at is None else j.scheduled_at.timestamp())
             for j in jobs
         ]
     )  # fmt: skip
+
+
+def _job_params(job: NewJob, now: float) -> dict[str, Any]:
+    """The parameters of insert_job (a job without an idempotency key)."""
+    return {
+        "id": job.id, "task": job.task, "queue": job.queue, "priority": job.priority,
+        "args": job.args_json, "kwargs": job.kwargs_json, "max_retries": job.max_retries,
+        "timeout": job.timeout_s, "backoff": job.backoff, "now": now,
+        "scheduled": None if job.scheduled_at is None else job.scheduled_at.timestamp(),
+    }  # fmt: skip
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -229,25 +236,29 @@ class SQLiteStore(ImageRecords):
     def insert_jobs(self, jobs: Sequence[NewJob]) -> list[Job]:
         if not jobs:
             return []
+        if len(jobs) == 1 and jobs[0].idempotency_key is None:
+            # Nothing to look up afterwards, so no transaction around it: one statement is
+            # atomic by itself.
+            now = time.time()
+            with translate_errors():
+                self._connection().execute(Q["insert_job"], _job_params(jobs[0], now))
+            return [jobs[0].stored(datetime.fromtimestamp(now, UTC))]
         payload = _jobs_json(jobs)
         now = time.time()
+        created = datetime.fromtimestamp(now, UTC)
         with self._tx() as conn:
-            rows = conn.execute(Q["insert_jobs"], {"jobs": payload, "now": now}).fetchall()
-            inserted = {r["id"] for r in rows}
-            if len(inserted) == len(jobs):
-                created = datetime.fromtimestamp(now, UTC)
+            inserted = conn.execute(Q["insert_jobs"], {"jobs": payload, "now": now}).rowcount
+            if inserted == len(jobs):
                 return [j.stored(created) for j in jobs]
-            # Inside the same write transaction, so a concurrent enqueue cannot slip between.
-            return [
-                j.stored(datetime.fromtimestamp(now, UTC))
-                if j.id in inserted
-                else self._to_jobs(
-                    conn.execute(
-                        Q["find_by_idempotency_key"], {"task": j.task, "key": j.idempotency_key}
-                    ).fetchall()
-                )[0]
-                for j in jobs
-            ]
+            # Some were skipped for their idempotency key: the stored job with each key is
+            # ours or the earlier one. Inside the same write transaction, so a concurrent
+            # enqueue cannot slip between.
+            return [j.stored(created) if j.idempotency_key is None else self._by_key(conn, j)
+                    for j in jobs]  # fmt: skip
+
+    def _by_key(self, conn: sqlite3.Connection, job: NewJob) -> Job:
+        params = {"task": job.task, "key": job.idempotency_key}
+        return self._to_jobs(conn.execute(Q["find_by_idempotency_key"], params).fetchall())[0]
 
     def get_job(self, job_id: str) -> Job | None:
         found = self._to_jobs(self._read("get_job", {"id": job_id}))
