@@ -199,7 +199,8 @@ class Supervisor:
         # Look at the store only with a slot to fill: while every child is busy, the next
         # turn that matters comes with a child's report (and polling then would spin).
         if self.phase is Phase.RUNNING and any(self._free_slots().values()):
-            horizon.append(now if self.maybe_work else self.next_poll)
+            due = now if self.maybe_work else self.next_poll
+            horizon.append(max(due, self.store_down_until))  # no claims while it is down
             if self.listener is not None and self.listener.fileno() is None:
                 horizon.append(now + self.listener.poll_interval_s)
         for child in self.children.values():
