@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -16,15 +17,17 @@ from taskmill.store.base import clean_text
 Rows = list[dict[str, Any]]
 
 
-class ImageRecords:
+class ImageRecords(ABC):
     epoch_times: ClassVar[bool]  # times are Unix seconds (SQLite)
     json_text: ClassVar[bool]  # JSON columns come as text (SQLite)
 
+    @abstractmethod
     def _image_read(self, name: str, params: dict[str, Any]) -> Rows:
-        raise NotImplementedError
+        """Run a named read-only query; its rows."""
 
+    @abstractmethod
     def _image_write(self, name: str, params: dict[str, Any]) -> Rows:
-        raise NotImplementedError
+        """Run a named statement that writes, in its own transaction; its rows."""
 
     def _images(self, rows: Sequence[Mapping[str, Any]]) -> list[Image]:
         return [image_from_row(r, epoch_times=self.epoch_times, json_text=self.json_text)
