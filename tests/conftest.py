@@ -36,6 +36,7 @@ from taskmill import Taskmill
 from taskmill.store import Store
 from tests.helpers import RawDb, make_app
 from tests.pg import PgServer, PgUnavailable
+from tests.s3 import S3_USED
 
 BACKENDS = ("sqlite", "postgres")
 PG_USED = pytest.StashKey[str]()
@@ -60,9 +61,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    used = config.stash.get(PG_USED, None)
-    if used:
-        terminalreporter.write_line(f"PostgreSQL used by the tests: {used}")
+    """Which real servers the run used (or why none), one line each."""
+    for key, name in ((S3_USED, "S3 server"), (PG_USED, "PostgreSQL")):
+        used = config.stash.get(key, None)
+        if used:
+            terminalreporter.write_line(f"{name} used by the tests: {used}")
 
 
 @pytest.fixture(scope="session")

@@ -276,7 +276,7 @@ class PgServer:
             names = [r[0] for r in conn.execute("SELECT datname FROM pg_database")]
         for name in names:
             m = _SESSION_DB.fullmatch(name)
-            if m and not _pid_alive(int(m.group(1))):
+            if m and not pid_alive(int(m.group(1))):
                 with contextlib.suppress(psycopg.Error):
                     self.drop_database(name)
 
@@ -285,7 +285,8 @@ class PgServer:
             self.owned.destroy()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (ours or not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -38,7 +38,7 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from tests.pg import free_port
+from tests.pg import free_port, pid_alive
 
 ACCESS_KEY = "test"
 SECRET_KEY = "testsecret"
@@ -361,18 +361,8 @@ def remove_orphans() -> None:
     for path in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
         with contextlib.suppress(OSError, ValueError):
             owner = int((path / OWNER_FILE).read_text())
-            if not _pid_alive(owner):
+            if not pid_alive(owner):
                 shutil.rmtree(path, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _answers(url: str) -> bool:
@@ -392,14 +382,6 @@ def _last_line(done: subprocess.CompletedProcess[bytes]) -> str:
 
 S3_USED = pytest.StashKey[str]()
 _buckets = itertools.count(1)
-
-
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, config: pytest.Config
-) -> None:
-    used = config.stash.get(S3_USED, None)
-    if used:
-        terminalreporter.write_line(f"S3 server used by the tests: {used}")
 
 
 @pytest.fixture(scope="session")

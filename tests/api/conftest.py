@@ -69,3 +69,13 @@ def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Taskmill]:
 def shared_client(shared_app: Taskmill, request: pytest.FixtureRequest) -> Iterator[TestClient]:
     with TestClient(create_app(shared_app, fast_path=request.param == "fast")) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The API with one key, "k-1", on a SQLite app of its own (for the module)."""
+    app = app_with_keys(f"sqlite:///{tmp_path_factory.mktemp('keys')}/taskmill.db", "k-1")
+    app.migrate()
+    with TestClient(create_app(app)) as client:
+        yield client
+    app.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,11 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from taskmill import JobStatus, Taskmill
-from taskmill.api import create_app
 from taskmill.api.routes.registry import parameter_out
 from taskmill.stats import CURRENT_JOBS_SHOWN
 from taskmill.store.base import WorkerInfo
-from tests.api.conftest import MakeClient, app_with_keys
+from tests.api.conftest import MakeClient
 from tests.helpers import RawDb, claim_one, finish
 
 DASHBOARD_ROUTES = ["/api/workers", "/api/stats/history", "/api/task-types"]
@@ -200,15 +198,6 @@ def test_a_parameter_default_is_given_only_when_json_can_carry_it() -> None:
 
 
 # -- auth -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    app = app_with_keys(f"sqlite:///{tmp_path_factory.mktemp('keys')}/taskmill.db", "k-1")
-    app.migrate()
-    with TestClient(create_app(app)) as client:
-        yield client
-    app.close()
 
 
 @pytest.mark.parametrize("path", DASHBOARD_ROUTES)

@@ -4,14 +4,11 @@ content types, revalidation headers and a strict content security policy."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
-from taskmill.api import create_app
 from taskmill.api.routes.pages import load_assets
-from tests.api.conftest import app_with_keys
 
 ASSETS = {
     "app.js": "text/javascript",
@@ -69,15 +66,6 @@ def test_unknown_files_are_404(shared_client: TestClient, name: str) -> None:
     response = shared_client.get(f"/dashboard/{name}")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
-
-
-@pytest.fixture(scope="module")
-def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    app = app_with_keys(f"sqlite:///{tmp_path_factory.mktemp('keys')}/taskmill.db", "k-1")
-    app.migrate()
-    with TestClient(create_app(app)) as client:
-        yield client
-    app.close()
 
 
 def test_with_keys_the_page_opens_and_tells_the_script_to_ask_for_one(keyed: TestClient) -> None:

@@ -18,11 +18,10 @@ from taskmill.images.storage import FileStorage, Storage, object_key, open_stora
 from tests import s3
 from tests.s3 import S3Endpoint
 
-# The S3 server's fixtures and its line in the test summary, for the tests of this folder.
+# The S3 server's fixtures, for the tests of this folder (tests/conftest.py reports it).
 s3_server = s3.s3_server
 s3_env = s3.s3_env
 s3_bucket = s3.s3_bucket
-pytest_terminal_summary = s3.pytest_terminal_summary
 
 STORAGE_KINDS = ("file", "s3")
 NewKey = Callable[..., str]

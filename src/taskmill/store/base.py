@@ -353,14 +353,18 @@ class OnlineWorker:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> OnlineWorker:
-        """From either backend's row: SQLite keeps Unix seconds and JSON text."""
-        queues = row["queues"]
-        return cls(
-            id=row["id"], host=row["host"], pid=int(row["pid"]),
-            queues=json.loads(queues) if isinstance(queues, str) else queues,
-            concurrency=int(row["concurrency"]), started_at=_utc(row["started_at"]),
-            heartbeat_at=_utc(row["heartbeat_at"]),
-        )  # fmt: skip
+        return cls(**_worker_fields(row))
+
+
+def _worker_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A workers row's own columns, from either backend (SQLite: Unix seconds, JSON text)."""
+    queues = row["queues"]
+    return {
+        "id": row["id"], "host": row["host"], "pid": int(row["pid"]),
+        "queues": json.loads(queues) if isinstance(queues, str) else queues,
+        "concurrency": int(row["concurrency"]), "started_at": _utc(row["started_at"]),
+        "heartbeat_at": _utc(row["heartbeat_at"]),
+    }  # fmt: skip
 
 
 def _utc(value: datetime | float) -> datetime:
@@ -415,13 +419,9 @@ class WorkerRecord:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> WorkerRecord:
-        queues, stopped = row["queues"], row["stopped_at"]
+        stopped = row["stopped_at"]
         return cls(
-            id=row["id"], host=row["host"], pid=int(row["pid"]),
-            queues=json.loads(queues) if isinstance(queues, str) else queues,
-            concurrency=int(row["concurrency"]), started_at=_utc(row["started_at"]),
-            heartbeat_at=_utc(row["heartbeat_at"]),
-            stopped_at=None if stopped is None else _utc(stopped),
+            **_worker_fields(row), stopped_at=None if stopped is None else _utc(stopped),
             heartbeat_age_s=max(0.0, float(row["heartbeat_age_s"])),
         )  # fmt: skip
 
