@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -230,13 +230,19 @@ class Taskmill:
         args, kwargs, queue, ...). All are validated first: one bad spec stores none, and
         the error names its index."""
         specs = list(specs)
-        new: list[NewJob] = []
+        keyed = any(isinstance(s, Mapping) and s.get("idempotency_key") is not None for s in specs)
+        if keyed:
+            return self.store.insert_jobs(list(self._new_jobs(specs)))
+        # Validated while they are sent, so the database inserts early rows while later
+        # ones are checked; a bad spec aborts the insert and none is stored.
+        return self.store.insert_streamed_jobs(len(specs), self._new_jobs(specs))
+
+    def _new_jobs(self, specs: list[Any]) -> Iterator[NewJob]:
         for index, (spec, job_id) in enumerate(zip(specs, new_ids(len(specs)), strict=True)):
             try:
-                new.append(self._new_job_from_spec(spec, job_id))
+                yield self._new_job_from_spec(spec, job_id)
             except ValidationError as exc:
                 raise type(exc)(f"job {index}: {exc}") from None
-        return self.store.insert_jobs(new)
 
     def _new_job_from_spec(self, spec: Mapping[str, Any], job_id: str) -> NewJob:
         if type(spec) is not dict and not isinstance(spec, Mapping):  # dict: the usual, quick

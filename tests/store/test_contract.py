@@ -242,6 +242,41 @@ def test_enqueue_many_with_one_bad_spec_stores_nothing_and_names_its_index(
     assert app.list() == []
 
 
+def test_enqueue_many_bad_spec_deep_in_a_bulk_batch_stores_nothing(app: Taskmill) -> None:
+    """On PostgreSQL a big batch is validated while it is sent: rows before the bad spec
+    have reached the database by then, and must not stay."""
+    specs: list[object] = [{"task": "add", "args": [i, i]} for i in range(300)]
+    specs[260] = {"task": "add", "args": ["one"]}
+    with pytest.raises(ValueError, match=r"^job 260: "):
+        app.enqueue_many(specs)  # type: ignore[arg-type]
+    assert app.list() == []
+    jobs = app.enqueue_many(specs[:260])  # type: ignore[arg-type]
+    assert len(jobs) == len(app.list(limit=1000)) == 260
+
+
+def test_enqueue_from_many_threads_at_once_stores_every_job(app: Taskmill) -> None:
+    """An API server enqueues from many threads; each call stores exactly its own job."""
+    per_thread, threads = 40, 4
+    made: list[list[str]] = [[] for _ in range(threads)]
+    start = threading.Barrier(threads)
+
+    def enqueue(index: int) -> None:
+        start.wait()
+        made[index].extend(app.enqueue("add", [index, n]).id for n in range(per_thread))
+
+    runners = [threading.Thread(target=enqueue, args=(i,)) for i in range(threads)]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join()
+    ids = [job_id for got in made for job_id in got]
+    assert len(set(ids)) == per_thread * threads
+    stored = {j.id: j.args for j in app.list(limit=1000)}
+    assert stored == {
+        job_id: [index, n] for index, got in enumerate(made) for n, job_id in enumerate(got)
+    }
+
+
 def test_enqueue_many_duplicate_keys_map_to_the_first_job(app: Taskmill) -> None:
     stored = app.enqueue("add", [1, 1], idempotency_key="old")
     jobs = app.enqueue_many(

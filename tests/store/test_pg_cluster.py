@@ -62,6 +62,21 @@ def test_a_store_comes_back_by_itself_after_a_crash_and_restart(cluster: PgClust
         app.close()
 
 
+def test_enqueue_after_a_restart_succeeds_at_the_first_try(cluster: PgCluster) -> None:
+    """The connection kept for single inserts notices the server ended it and opens a new
+    one before sending: no enqueue fails for a connection that died while idle."""
+    app = make_app(cluster.url)
+    try:
+        app.migrate()
+        before = app.enqueue("add", [1, 2])
+        cluster.restart()
+        after = app.enqueue("add", [3, 4])
+        assert after.status is JobStatus.PENDING
+        assert app.enqueue("add", [5, 6]).id not in {before.id, after.id}
+    finally:
+        app.close()
+
+
 def test_destroy_stops_the_cluster_and_removes_its_files(cluster: PgCluster) -> None:
     # Last in this module (tests run in file order): the fixture's own destroy is a no-op.
     data_dir = cluster.data_dir

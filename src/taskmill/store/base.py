@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
@@ -134,6 +134,10 @@ class Store(Protocol):
     def insert_jobs(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Insert in one round trip; for a (task, idempotency_key) already stored, the
         stored job is returned instead. Results are in the order of `jobs`."""
+
+    def insert_streamed_jobs(self, count: int, jobs: Iterator[NewJob]) -> list[Job]:
+        """Insert `count` jobs without idempotency keys, drawn from `jobs` as they are
+        sent; an exception from `jobs` propagates and none of them is stored."""
 
     def get_job(self, job_id: str) -> Job | None: ...
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -36,6 +36,7 @@ from taskmill.store.base import (
 )
 from taskmill.store.images import ImageRecords
 from taskmill.store.migrate import apply_migrations
+from taskmill.store.pg_dedicated import DedicatedConnection
 from taskmill.store.queries import queries
 from taskmill.store.rows import job_from_row
 
@@ -139,6 +140,9 @@ class PostgresStore(ImageRecords):
             name="taskmill",
         )
         self._opened = False
+        self._single_insert = DedicatedConnection(
+            self.url, connect_timeout_s=CONNECT_TIMEOUT_S, configure=_configure
+        )
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
@@ -195,8 +199,7 @@ class PostgresStore(ImageRecords):
         if len(jobs) >= COPY_MIN_JOBS and not any(j.idempotency_key for j in jobs):
             return self._copy_jobs(jobs)
         if len(jobs) == 1:
-            with self._conn() as conn:
-                row = conn.execute(Q["insert_job"], _single_params(jobs[0])).fetchone()
+            row = self._insert_one(jobs[0])
             if row is not None:
                 return [jobs[0].stored(row[1])]
             rows = []
@@ -219,19 +222,39 @@ class PostgresStore(ImageRecords):
             for j in jobs
         ]
 
-    def _copy_jobs(self, jobs: Sequence[NewJob]) -> list[Job]:
+    def _insert_one(self, job: NewJob) -> Any:
+        params = _single_params(job)
+        with translate_errors():
+            done, row = self._single_insert.try_fetchone(Q["insert_job"], params)
+        if done:
+            return row
+        with self._conn() as conn:  # another thread is inserting on the dedicated connection
+            return conn.execute(Q["insert_job"], params).fetchone()
+
+    def insert_streamed_jobs(self, count: int, jobs: Iterator[NewJob]) -> list[Job]:
+        if count < COPY_MIN_JOBS:
+            return self.insert_jobs(list(jobs))
+        return self._copy_jobs(jobs)
+
+    def _copy_jobs(self, jobs: Iterable[NewJob]) -> list[Job]:
+        """COPY, each row sent as soon as it is made: the server inserts while the caller
+        builds the rest. An exception from `jobs` aborts the COPY and its transaction."""
+        stored: list[Job] = []
         with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
             now = cur.execute(Q["transaction_time"]).fetchone()[0]  # type: ignore[index]
             # The same time on every row: formatted once, as a datetime it would be per row.
             now_text = now.isoformat()
             with cur.copy(Q["copy_jobs"]) as copy:
-                write_row = copy.write_row
+                write_row, keep = copy.write_row, stored.append
                 for j in jobs:
+                    if j.idempotency_key is not None:  # COPY cannot skip a duplicate key
+                        raise ValueError("COPY is for jobs without idempotency keys")
                     write_row(
                         (j.id, j.task, j.queue, j.priority, j.args_json, j.kwargs_json,
                          j.max_retries, j.timeout_s, j.backoff, j.scheduled_at or now_text)
                     )  # fmt: skip
-        return [j.stored(now) for j in jobs]
+                    keep(j.stored(now))
+        return stored
 
     def get_job(self, job_id: str) -> Job | None:
         found = self._jobs("get_job", {"id": job_id})
@@ -330,6 +353,7 @@ class PostgresStore(ImageRecords):
         return PostgresListener(self.url)
 
     def close(self) -> None:
+        self._single_insert.close()
         if self._opened:
             self._pool.close()
             self._opened = False

@@ -248,6 +248,9 @@ class SQLiteStore(ImageRecords):
 
     # -- jobs -----------------------------------------------------------------------------
 
+    def insert_streamed_jobs(self, count: int, jobs: Iterator[NewJob]) -> list[Job]:
+        return self.insert_jobs(list(jobs))  # one statement takes them all: nothing to overlap
+
     def insert_jobs(self, jobs: Sequence[NewJob]) -> list[Job]:
         if not jobs:
             return []
