@@ -66,6 +66,12 @@ def median(values: list[float]) -> float:
     return percentile(values, 50)
 
 
+def paired_ratio(values: list[float], baselines: list[float]) -> float:
+    """The median of value/baseline over runs made side by side: a disk stall or a burst
+    of other load spoils one pair, not the figure."""
+    return median([v / b for v, b in zip(values, baselines, strict=True)])
+
+
 def rate_over(window_s: float, step: Callable[[], object], tick: Callable[[float], None]) -> float:
     """Call `step` back to back for about `window_s` seconds; calls per second."""
     count = 0

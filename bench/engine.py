@@ -47,6 +47,7 @@ from bench.common import (
     fmt_rate,
     machine_info,
     median,
+    paired_ratio,
     percentile,
     pg_scratch_database,
     pg_server_info,
@@ -187,12 +188,6 @@ def reset_jobs(backend: Backend) -> None:
 
 def best_and_median(rates: list[float]) -> dict[str, Any]:
     return {"runs": rates, "best": max(rates), "median": median(rates)}
-
-
-def paired_ratio(values: list[float], baselines: list[float]) -> float:
-    """The median of value/baseline over runs made side by side: a disk stall or a burst
-    of other load spoils one pair, not the figure."""
-    return median([v / b for v, b in zip(values, baselines, strict=True)])
 
 
 def _ignore(_: float) -> None:

@@ -1,7 +1,7 @@
 """The image benchmark: 12 MP and 24 MP JPEGs through the whole system (HTTP upload ->
 worker with two children -> three renditions stored), next to baselines run in the same run:
 
-    python -m bench.images [--count N] [--quick]
+    python -m bench.images [--count N] [--rounds R] [--quick]
 
 - naive Pillow: open, resize from full size for each rendition, save (what a first version
   of an image service does), in two processes, like the worker's two children;
@@ -10,6 +10,8 @@ worker with two children -> three renditions stored), next to baselines run in t
 - the whole system: `taskmill api` and `taskmill worker -c 2` on SQLite and a local media
   folder; images/s from the first upload to the last image completed.
 
+The three run in alternating rounds (R, default 3) and each ratio is the median of the
+rounds' ratios: a shared machine's speed drifts by tens of percent over a minute.
 Memory: peak RSS of one process making the renditions of one 24 MP image (naive Pillow, the
 bare pipeline) and the peak RSS (VmHWM) of the worker's children after the 24 MP run.
 
@@ -27,6 +29,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from multiprocessing import get_context
@@ -41,6 +44,8 @@ from bench.common import (
     Reporter,
     Row,
     machine_info,
+    median,
+    paired_ratio,
     ratio,
     results_table,
     scratch_dir,
@@ -61,13 +66,19 @@ def _pool_init() -> None:
     os.environ["VIPS_CONCURRENCY"] = "1"  # as worker children run
 
 
-def images_per_s(fn: Any, source: Path, count: int) -> float:
+@contextlib.contextmanager
+def baseline_pool() -> Iterator[ProcessPoolExecutor]:
+    """Two processes, like the worker's two children, kept for every round."""
     ctx = get_context("spawn")
     with ProcessPoolExecutor(PARALLEL, mp_context=ctx, initializer=_pool_init) as pool:
-        list(pool.map(fn, [str(source)] * PARALLEL))  # warm: imports, first decode
-        started = time.perf_counter()
-        list(pool.map(fn, [str(source)] * count))
-        return count / (time.perf_counter() - started)
+        yield pool
+
+
+def images_per_s(pool: ProcessPoolExecutor, fn: Any, source: Path, count: int) -> float:
+    list(pool.map(fn, [str(source)] * PARALLEL))  # warm: imports, first decode
+    started = time.perf_counter()
+    list(pool.map(fn, [str(source)] * count))
+    return count / (time.perf_counter() - started)
 
 
 def peak_rss_mib(fn_name: str, source: Path) -> float:
@@ -205,30 +216,42 @@ class System:
 # -- the run --------------------------------------------------------------------------------
 
 
-def measure(size: str, source: Path, count: int, reporter: Reporter, root: Path) -> list[Row]:
-    with reporter.step(f"{size}: naive Pillow, {PARALLEL} processes"):
-        naive = images_per_s(naive_pillow, source, count)
-    with reporter.step(f"{size}: bare pipeline, {PARALLEL} processes"):
-        bare = images_per_s(bare_pipeline, source, count)
-    with reporter.step(f"{size}: whole system (upload -> worker -c {PARALLEL} -> stored)"):
-        system_root = root / size.replace(" ", "")
-        system_root.mkdir()
-        with System(system_root) as system:
-            # Queued first, then the worker: its processing rate, with no upload competing
-            # for the cores and no worker start-up in the span.
+def measure(
+    size: str, source: Path, count: int, rounds: int, reporter: Reporter, root: Path
+) -> list[Row]:
+    system_root = root / size.replace(" ", "")
+    system_root.mkdir()
+    with System(system_root) as system:
+        with reporter.step(f"{size}: worker alone ({count} queued, then the worker started)"):
+            # Its processing rate, with no upload competing for the cores and no worker
+            # start-up in the span.
             queued = system.upload(source, count)
             system.start_worker()
             worker_rate = system.processing(system.wait_completed(queued))
-            whole = system.end_to_end(source, count)
-            child_peak = system.worker_children_peak_mib()
+        # Alternating rounds, so that drift on a shared machine hits all three alike.
+        label = f"{size}: naive Pillow / bare pipeline / whole system, alternating"
+        naive_runs: list[float] = []
+        bare_runs: list[float] = []
+        whole_runs: list[float] = []
+        with reporter.step(label, rounds * 3) as step, baseline_pool() as pool:
+            for _ in range(rounds):
+                naive_runs.append(images_per_s(pool, naive_pillow, source, count))
+                step.advance()
+                bare_runs.append(images_per_s(pool, bare_pipeline, source, count))
+                step.advance()
+                whole_runs.append(system.end_to_end(source, count))
+                step.advance()
+        child_peak = system.worker_children_peak_mib()
     with reporter.step(f"{size}: peak memory of one image"):
         naive_peak = peak_rss_mib("naive_pillow", source)
         bare_peak = peak_rss_mib("bare_pipeline", source)
-    speedup = ratio(whole, naive)
+    naive, bare, whole = median(naive_runs), median(bare_runs), median(whole_runs)
+    speedup = paired_ratio(whole_runs, naive_runs)
     overhead = bare / worker_rate - 1 if worker_rate else None
     rows = [
         Row("naive Pillow", f"{naive:.2f} images/s"),
-        Row("bare pipeline", f"{bare:.2f} images/s", f"{naive:.2f}", ratio(bare, naive)),
+        Row("bare pipeline", f"{bare:.2f} images/s", f"{naive:.2f}",
+            paired_ratio(bare_runs, naive_runs)),
         Row("whole system", f"{whole:.2f} images/s", f"{naive:.2f}", speedup, ">= 300 %",
             speedup is not None and speedup >= 3.0),
         Row("worker (queue + storage + records + render)", f"{worker_rate:.2f} images/s",
@@ -250,16 +273,23 @@ def measure(size: str, source: Path, count: int, reporter: Reporter, root: Path)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=12, help="images per measurement")
-    parser.add_argument("--quick", action="store_true", help="4 images per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    parser.add_argument("--quick", action="store_true", help="4 images, 1 round")
     args = parser.parse_args(argv)
     count = 4 if args.quick else args.count
+    rounds = 1 if args.quick else args.rounds
     console = Console() if sys.stdout.isatty() else Console(width=132)
-    results: dict[str, Any] = {"machine": machine_info(), "count": count, "sizes": {}}
+    results: dict[str, Any] = {
+        "machine": machine_info(),
+        "count": count,
+        "rounds": rounds,
+        "sizes": {},
+    }
     with scratch_dir("taskmill-bench-images-") as root, Reporter(console) as reporter:
         for size, (width, height) in SIZES.items():
             with reporter.step(f"{size}: making a {width}x{height} photo-like JPEG"):
                 source = make_photo(root / f"{size.replace(' ', '')}.jpg", width, height)
-            rows = measure(size, source, count, reporter, root)
+            rows = measure(size, source, count, rounds, reporter, root)
             results["sizes"][size] = {"bytes": source.stat().st_size, "rows": rows}
             console.print(results_table(f"images, {size} ({source.stat().st_size:,} bytes)", rows))
     path = write_json(results, "images")

@@ -131,8 +131,10 @@ def v2_profile(description: str) -> bytes:
     return header.ljust(128, b"\0") + struct.pack(">I4sII", 1, b"desc", 144, len(desc)) + desc
 
 
-def tagged_jpeg(path: Path, colour: tuple[int, int, int], profile: bytes) -> Path:
-    Image.new("RGB", (300, 200), colour).save(path, "JPEG", quality=98, icc_profile=profile)
+def tagged_jpeg(
+    path: Path, colour: tuple[int, int, int], profile: bytes, size: tuple[int, int] = (300, 200)
+) -> Path:
+    Image.new("RGB", size, colour).save(path, "JPEG", quality=98, icc_profile=profile)
     return path
 
 

@@ -138,7 +138,11 @@ def test_a_long_strip_is_cropped_before_it_is_scaled(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("stored", "resized"),
-    [((400, 300), (300, 400)), ((1600, 1200), (768, 1024))],  # kept, and shrunk
+    [
+        ((400, 300), (300, 400)),  # kept
+        ((1600, 1200), (768, 1024)),  # shrunk
+        ((4400, 3300), (768, 1024)),  # decoded at 1/4 for the small renditions
+    ],
 )
 def test_exif_orientation_is_applied(
     tmp_path: Path, stored: tuple[int, int], resized: tuple[int, int]
@@ -215,11 +219,12 @@ def test_an_animation_gives_its_first_frame(tmp_path: Path) -> None:
         assert near(at(rendered, 0.5, 0.5), RED), rendered.name
 
 
-def test_a_display_p3_image_is_converted_to_srgb(tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [(300, 200), (2600, 1800)])  # the second: decoded at 1/2
+def test_a_display_p3_image_is_converted_to_srgb(tmp_path: Path, size: tuple[int, int]) -> None:
     p3 = (220, 90, 40)
     expected = fixtures.p3_to_srgb(p3)
     assert max(abs(a - b) for a, b in zip(expected, p3, strict=True)) >= 20  # tells them apart
-    source = fixtures.tagged_jpeg(tmp_path / "p3.jpg", p3, fixtures.display_p3_profile())
+    source = fixtures.tagged_jpeg(tmp_path / "p3.jpg", p3, fixtures.display_p3_profile(), size)
     spec = {"png": RenditionSpec(None, None, "inside", "png", 90)}
     for rendered in run(source, {**DEFAULT_RENDITIONS, **spec}).values():
         assert near(at(rendered, 0.5, 0.5), expected), rendered.name
