@@ -36,7 +36,7 @@ from taskmill.store.base import (
 )
 from taskmill.store.images import ImageRecords
 from taskmill.store.migrate import apply_migrations
-from taskmill.store.pg_dedicated import DedicatedConnection
+from taskmill.store.pg_connections import DedicatedConnection, ended_by_server
 from taskmill.store.queries import queries
 from taskmill.store.rows import job_from_row
 
@@ -150,8 +150,24 @@ class PostgresStore(ImageRecords):
             if not self._opened:
                 self._pool.open(wait=False)
                 self._opened = True
-            with self._pool.connection() as conn:
+            conn = self._live_connection()
+            try:
                 yield conn
+            finally:
+                self._pool.putconn(conn)
+
+    def _live_connection(self) -> psycopg.Connection[Any]:
+        """A pooled connection the server has not ended. After a restart or a failover the
+        idle ones are all dead: each is closed (the pool opens a new one in its place) and
+        the request goes on, rather than failing on a connection that was dead already.
+        (psycopg_pool's own `check` would sleep a back-off second between tries.)"""
+        for _ in range(self._pool.max_size):
+            conn = self._pool.getconn()
+            if not ended_by_server(conn):
+                return conn
+            conn.close()
+            self._pool.putconn(conn)
+        return self._pool.getconn()
 
     def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:

@@ -1,4 +1,5 @@
-"""One PostgreSQL connection kept for a single hot statement, next to the store's pool.
+"""PostgreSQL connections: telling that the server ended one, and a connection kept for a
+single hot statement next to the store's pool.
 
 `enqueue` stores one job per committed transaction, so the disk's flush bounds it and what
 is left to win is the client's own work around the round trip. Measured per insert on a
@@ -19,6 +20,17 @@ from typing import Any
 import psycopg
 
 
+def ended_by_server(conn: psycopg.Connection[Any]) -> bool:
+    """An idle connection has nothing to read unless the server ended it (a restart, a
+    failover, an idle timeout, pg_terminate_backend) or sent something unasked for. One
+    poll, no round trip: checked before use, a dead connection is replaced instead of
+    failing the statement sent on it."""
+    if conn.closed:
+        return True
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    return bool(readable)
+
+
 class DedicatedConnection:
     def __init__(
         self,
@@ -33,7 +45,6 @@ class DedicatedConnection:
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         self._cursor: psycopg.Cursor[Any] | None = None
-        self._fileno = -1
 
     def try_fetchone(self, query: str, params: dict[str, Any]) -> tuple[bool, Any]:
         """(True, the first row or None) if the statement ran here, (False, None) if another
@@ -56,26 +67,16 @@ class DedicatedConnection:
             self._discard()
 
     def _ready_cursor(self) -> psycopg.Cursor[Any]:
-        if self._cursor is None or self._stale():
+        if self._conn is None or self._cursor is None or ended_by_server(self._conn):
             self._discard()
             conn = psycopg.connect(
                 self._url, autocommit=True, connect_timeout=self._connect_timeout_s
             )
             self._configure(conn)
-            self._conn, self._cursor, self._fileno = conn, conn.cursor(), conn.fileno()
+            self._conn, self._cursor = conn, conn.cursor()
         return self._cursor
-
-    def _stale(self) -> bool:
-        """An idle connection has nothing to read unless the server ended it (a restart, an
-        idle timeout, pg_terminate_backend) or sent something unasked for: then start
-        afresh before sending, rather than fail an insert that could have succeeded."""
-        if self._conn is None or self._conn.closed:
-            return True
-        readable, _, _ = select.select([self._fileno], [], [], 0)
-        return bool(readable)
 
     def _discard(self) -> None:
         if self._conn is not None:
             self._conn.close()
         self._conn = self._cursor = None
-        self._fileno = -1
