@@ -165,6 +165,72 @@ def test_status_follows_the_job_until_the_image_is_finished(
     assert failed.completed_at is not None
 
 
+def deliveries(app: Taskmill) -> list[tuple[str, dict[str, object]]]:
+    """(event, payload) of each webhook delivery job enqueued so far, oldest first."""
+    jobs = sorted(app.list(task="taskmill.webhook", limit=100), key=lambda j: j.id)
+    return [(j.kwargs["event"], j.kwargs["payload"]) for j in jobs]
+
+
+def test_an_image_whose_job_failed_without_it_is_settled_once_with_its_webhook(
+    app: Taskmill, images: ImageService, photo: Path, database_url: str
+) -> None:
+    image, _ = images.accept(upload(photo), webhook_url="http://127.0.0.1:9/hook")
+    busy, _ = images.accept(upload(photo))
+    job = claim_one(app.store)
+    claim_one(app.store)  # `busy` is being processed: nothing to settle there
+    # killed or timed out on its last attempt: the job failed, the image was never told
+    finish(app.store, job, JobStatus.FAILED, error="TimeoutError: job timed out after 300s")
+
+    assert images.settle() == 1
+    db = RawDb(database_url)
+    try:
+        record = db.fetch_one("taskmill_images", "id", image.id)
+    finally:
+        db.close()
+    assert record is not None
+    assert (record["status"], record["error"]) == (
+        "failed", "TimeoutError: job timed out after 300s",
+    )  # fmt: skip
+    assert images.get(busy.id).status is ImageStatus.RUNNING
+    [(event, payload)] = deliveries(app)
+    assert event == "image.failed"
+    assert (payload["id"], payload["status"]) == (image.id, "failed")
+    assert payload["error"] == "TimeoutError: job timed out after 300s"
+    assert images.settle() == 0 and len(deliveries(app)) == 1
+
+    # Retried by hand, it completes after all, and says so.
+    app.retry(image.job_id)
+    images.process(image.id)
+    assert images.get(image.id).status is ImageStatus.COMPLETED
+    assert [event for event, _ in deliveries(app)] == ["image.failed", "image.completed"]
+
+
+def test_cancelled_or_pruned_jobs_settle_their_images_as_failed(
+    app: Taskmill, images: ImageService, photo: Path, database_url: str
+) -> None:
+    cancelled, _ = images.accept(upload(photo))
+    pruned, _ = images.accept(upload(photo))
+    app.cancel(cancelled.job_id)
+    finish(app.store, claim_one(app.store), JobStatus.FAILED, error="boom")
+    db = RawDb(database_url)
+    try:  # job retention removes finished jobs after a while
+        db.set_time("taskmill_jobs", pruned.job_id, "finished_at",
+                    datetime.now(UTC) - timedelta(days=30))  # fmt: skip
+        assert app.store.prune_jobs(older_than_s=7 * 86400, limit=10) == 1
+    finally:
+        db.close()
+
+    errors = {i: images.get(i).error for i in (cancelled.id, pruned.id)}
+    assert errors == {
+        cancelled.id: "processing was cancelled",
+        pruned.id: "the processing job no longer exists",
+    }
+    assert images.settle() == 2
+    assert {images.get(i).status for i in errors} == {ImageStatus.FAILED}
+    assert {i: images.get(i).error for i in errors} == errors
+    assert deliveries(app) == []  # no webhook_url, nothing to send
+
+
 def test_delete_removes_the_record_every_file_and_the_pending_job(
     app: Taskmill, images: ImageService, photo: Path
 ) -> None:

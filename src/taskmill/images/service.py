@@ -34,7 +34,9 @@ log = logging.getLogger("taskmill.images")
 
 PROCESS_TASK = "images.process"
 CLEANUP_TASK = "images.cleanup"
+SETTLE_TASK = "images.settle"
 CLEANUP_BATCH = 100
+SETTLE_BATCH = 100
 # Where each rendition's files go (SPEC §8 storage layout).
 RENDITION_PREFIXES = {"resized": "resized", "compressed": "compressed", "thumbnail": "thumbnails"}
 
@@ -206,13 +208,38 @@ class ImageService:
         if done is None:  # deleted while we worked: leave nothing behind
             self.storage.delete([r.key for r in renditions.values()])
             return
-        if done.webhook_url:
-            event = f"image.{status.value}"
+        self._notify(done)
+
+    def _notify(self, image: Image) -> None:
+        """Enqueue the image's webhook for its final status; one per image and event,
+        however often this runs (the key makes a repeat return the first job)."""
+        if image.webhook_url:
+            event = f"image.{image.status.value}"
             enqueue_webhook(
-                self.app, done.webhook_url, event,
-                self.to_json(done, base_url=self.settings.public_url),
-                key=f"{done.id}:{event}",
+                self.app, image.webhook_url, event,
+                self.to_json(image, base_url=self.settings.public_url),
+                key=f"{image.id}:{event}",
             )  # fmt: skip
+
+    def settle(self) -> int:
+        """Record as failed, and send the webhook of, every image whose job ended without
+        finishing it: the worker was killed or timed out on the last attempt, the job was
+        cancelled, or retention pruned it. Such an image already reads as failed; this makes
+        it so in its record and tells its receiver. The webhook is enqueued first, so a
+        crash in between repeats it on the next run rather than losing it. Returns how many
+        were settled (the images.settle task runs it every minute)."""
+        settled = 0
+        while batch := self.app.store.unsettled_images(limit=SETTLE_BATCH):
+            done = 0
+            for image in batch:
+                self._notify(image)
+                done += self.app.store.settle_image(image)
+            settled += done
+            if len(batch) < SETTLE_BATCH or not done:  # the rest moved on meanwhile
+                break
+        if settled:
+            log.info("settled %d images whose processing job ended without them", settled)
+        return settled
 
     # -- retention (the hourly images.cleanup job) ----------------------------------------
 

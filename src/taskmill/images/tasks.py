@@ -1,4 +1,5 @@
-"""The image tasks of the built-in app: processing an upload, and the hourly cleanup."""
+"""The image tasks of the built-in app: processing an upload, settling images whose job
+ended without them, and the hourly cleanup."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from taskmill.app import Taskmill
 from taskmill.context import current_job
-from taskmill.images.service import CLEANUP_TASK, PROCESS_TASK, image_service
+from taskmill.images.service import CLEANUP_TASK, PROCESS_TASK, SETTLE_TASK, image_service
 
 
 def _running_app(default: Taskmill) -> Taskmill:
@@ -19,6 +20,12 @@ def register_image_tasks(app: Taskmill) -> Taskmill:
     def process_image(image_id: str) -> dict[str, Any]:
         """Make the renditions of one uploaded image."""
         return image_service(_running_app(app)).process(image_id)
+
+    @app.periodic("* * * * *", name=SETTLE_TASK, queue="images", timeout=300)
+    def settle_images() -> dict[str, int]:
+        """Record images whose processing job ended without them as failed; send their
+        webhooks."""
+        return {"settled": image_service(_running_app(app)).settle()}
 
     @app.periodic("0 * * * *", name=CLEANUP_TASK, queue="images", timeout=3600)
     def cleanup_images() -> dict[str, int]:

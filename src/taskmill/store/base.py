@@ -247,6 +247,14 @@ class Store(Protocol):
 
     def delete_images(self, image_ids: Sequence[str]) -> int: ...
 
+    def unsettled_images(self, *, limit: int) -> list[Image]:
+        """Up to `limit` images, oldest first, that read as failed (their job ended without
+        finishing them, or is gone) while their own record is still pending."""
+
+    def settle_image(self, image: Image) -> bool:
+        """Record an unsettled image as failed with the error and time it reads with; False
+        when it moved on meanwhile (finished by a re-run, or its job retried)."""
+
     # -- dashboard
 
     def worker_records(self, *, silent_kept_s: float, stopped_kept_s: float) -> list[WorkerRecord]:

@@ -68,3 +68,14 @@ class ImageRecords(ABC):
 
     def delete_images(self, image_ids: Sequence[str]) -> int:
         return len(self._image_write("delete_images", {"ids": json.dumps(list(image_ids))}))
+
+    def unsettled_images(self, *, limit: int) -> list[Image]:
+        return self._images(self._image_read("unsettled_images", {"limit": limit}))
+
+    def settle_image(self, image: Image) -> bool:
+        when = image.completed_at
+        params = {
+            "id": image.id, "error": clean_text(image.error), "now": time.time(),
+            "completed_at": when.timestamp() if when and self.epoch_times else when,
+        }  # fmt: skip
+        return bool(self._image_write("settle_image", params))

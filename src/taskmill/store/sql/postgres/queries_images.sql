@@ -41,3 +41,23 @@ LIMIT %(limit)s
 DELETE FROM taskmill_images
 WHERE id IN (SELECT value::uuid FROM jsonb_array_elements_text(%(ids)s::jsonb))
 RETURNING id
+
+-- name: unsettled_images
+-- Images that read as failed while their own record is still pending: their job ended
+-- without finishing them (a worker killed on the last attempt, a timeout, a cancel).
+SELECT s.* FROM taskmill_images AS i
+JOIN taskmill_images_state AS s ON s.id = i.id
+WHERE i.status = 'pending' AND s.status = 'failed'
+ORDER BY i.created_at
+LIMIT %(limit)s
+
+-- name: settle_image
+-- Records what the state view derived, unless the image moved on meanwhile (finished by a
+-- re-run of its job, or the job retried).
+UPDATE taskmill_images AS i
+SET status = 'failed', error = %(error)s,
+    completed_at = coalesce(%(completed_at)s::timestamptz, now())
+WHERE i.id = %(id)s::uuid AND i.status = 'pending'
+  AND NOT EXISTS (SELECT 1 FROM taskmill_jobs AS j
+                  WHERE j.id = i.job_id AND j.status NOT IN ('failed', 'cancelled'))
+RETURNING i.id

@@ -38,3 +38,22 @@ LIMIT :limit
 
 -- name: delete_images
 DELETE FROM taskmill_images WHERE id IN (SELECT value FROM json_each(:ids)) RETURNING id
+
+-- name: unsettled_images
+-- Images that read as failed while their own record is still pending: their job ended
+-- without finishing them (a worker killed on the last attempt, a timeout, a cancel).
+SELECT s.* FROM taskmill_images AS i
+JOIN taskmill_images_state AS s ON s.id = i.id
+WHERE i.status = 'pending' AND s.status = 'failed'
+ORDER BY i.created_at
+LIMIT :limit
+
+-- name: settle_image
+-- Records what the state view derived, unless the image moved on meanwhile (finished by a
+-- re-run of its job, or the job retried).
+UPDATE taskmill_images
+SET status = 'failed', error = :error, completed_at = coalesce(:completed_at, :now)
+WHERE id = :id AND status = 'pending'
+  AND NOT EXISTS (SELECT 1 FROM taskmill_jobs AS j
+                  WHERE j.id = taskmill_images.job_id AND j.status NOT IN ('failed', 'cancelled'))
+RETURNING id
