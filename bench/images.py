@@ -8,10 +8,14 @@ worker with two children -> three renditions stored), next to baselines run in t
 - the bare pipeline: taskmill's own rendering (taskmill.images.processing.render), in two
   processes, with no queue, storage or records around it;
 - the whole system: `taskmill api` and `taskmill worker -c 2` on SQLite and a local media
-  folder; images/s from the first upload to the last image completed.
+  folder; images/s from the first upload to the last image completed;
+- the worker alone: the same worker stopped (SIGSTOP) while the images are uploaded, then
+  let go; images/s from the jobs' own records, first start to last finish. Its time over
+  the bare pipeline's is the system's overhead (queue, storage, records).
 
-The three run in alternating rounds (R, default 3) and each ratio is the median of the
+The four run in alternating rounds (R, default 3) and each ratio is the median of the
 rounds' ratios: a shared machine's speed drifts by tens of percent over a minute.
+
 Memory: peak RSS of one process making the renditions of one 24 MP image (naive Pillow, the
 bare pipeline) and the peak RSS (VmHWM) of the worker's children after the 24 MP run.
 
@@ -25,11 +29,12 @@ import argparse
 import contextlib
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from multiprocessing import get_context
@@ -193,9 +198,18 @@ class System:
         self.wait_completed(self.upload(source, count))
         return count / (time.perf_counter() - started)
 
-    def processing(self, images: list[dict[str, Any]]) -> float:
-        """Images/s of the worker alone: first job start to last job finish, read from
-        the jobs' own records (the queue, storage and record writes are all inside)."""
+    def worker_alone(self, source: Path, count: int) -> float:
+        """Images/s of the worker with no upload competing for the cores: the worker is
+        stopped (SIGSTOP, idle between rounds) while `count` images are uploaded, then let
+        go. Timed from the jobs' own records, first start to last finish: the queue,
+        storage and record writes are all inside."""
+        worker = self.procs[1].pid
+        os.killpg(worker, signal.SIGSTOP)
+        try:
+            ids = self.upload(source, count)
+        finally:
+            os.killpg(worker, signal.SIGCONT)
+        images = self.wait_completed(ids)
         jobs = [self.http.get(f"/api/tasks/{i['job_id']}").json() for i in images]
         start = min(datetime.fromisoformat(j["started_at"]) for j in jobs)
         end = max(datetime.fromisoformat(j["finished_at"]) for j in jobs)
@@ -222,42 +236,43 @@ def measure(
     system_root = root / size.replace(" ", "")
     system_root.mkdir()
     with System(system_root) as system:
-        with reporter.step(f"{size}: worker alone ({count} queued, then the worker started)"):
-            # Its processing rate, with no upload competing for the cores and no worker
-            # start-up in the span.
-            queued = system.upload(source, count)
+        with reporter.step(f"{size}: worker start-up and warm-up"):
+            warm_up = system.upload(source, PARALLEL)
             system.start_worker()
-            worker_rate = system.processing(system.wait_completed(queued))
-        # Alternating rounds, so that drift on a shared machine hits all three alike.
-        label = f"{size}: naive Pillow / bare pipeline / whole system, alternating"
-        naive_runs: list[float] = []
-        bare_runs: list[float] = []
-        whole_runs: list[float] = []
-        with reporter.step(label, rounds * 3) as step, baseline_pool() as pool:
+            system.wait_completed(warm_up)
+        # Alternating rounds, so that drift on a shared machine hits all four alike.
+        label = f"{size}: naive Pillow / bare pipeline / worker alone / whole system"
+        runs: dict[str, list[float]] = {"naive": [], "bare": [], "worker": [], "whole": []}
+        measures: dict[str, Callable[[], float]] = {
+            "naive": lambda: images_per_s(pool, naive_pillow, source, count),
+            "bare": lambda: images_per_s(pool, bare_pipeline, source, count),
+            "worker": lambda: system.worker_alone(source, count),
+            "whole": lambda: system.end_to_end(source, count),
+        }
+        with reporter.step(label, rounds * len(measures)) as step, baseline_pool() as pool:
             for _ in range(rounds):
-                naive_runs.append(images_per_s(pool, naive_pillow, source, count))
-                step.advance()
-                bare_runs.append(images_per_s(pool, bare_pipeline, source, count))
-                step.advance()
-                whole_runs.append(system.end_to_end(source, count))
-                step.advance()
+                for name, run in measures.items():
+                    runs[name].append(run())
+                    step.advance()
         child_peak = system.worker_children_peak_mib()
     with reporter.step(f"{size}: peak memory of one image"):
         naive_peak = peak_rss_mib("naive_pillow", source)
         bare_peak = peak_rss_mib("bare_pipeline", source)
-    naive, bare, whole = median(naive_runs), median(bare_runs), median(whole_runs)
-    speedup = paired_ratio(whole_runs, naive_runs)
-    overhead = bare / worker_rate - 1 if worker_rate else None
+    naive, bare, worker_rate, whole = (
+        median(runs[k]) for k in ("naive", "bare", "worker", "whole")
+    )
+    speedup = paired_ratio(runs["whole"], runs["naive"])
+    overhead = 1 / paired_ratio(runs["worker"], runs["bare"]) - 1
     rows = [
         Row("naive Pillow", f"{naive:.2f} images/s"),
         Row("bare pipeline", f"{bare:.2f} images/s", f"{naive:.2f}",
-            paired_ratio(bare_runs, naive_runs)),
+            paired_ratio(runs["bare"], runs["naive"])),
         Row("whole system", f"{whole:.2f} images/s", f"{naive:.2f}", speedup, ">= 300 %",
-            speedup is not None and speedup >= 3.0),
+            speedup >= 3.0),
         Row("worker (queue + storage + records + render)", f"{worker_rate:.2f} images/s",
-            f"{bare:.2f}", ratio(worker_rate, bare)),
-        Row("system overhead over bare pipeline", "—" if overhead is None else f"{overhead:.1%}",
-            "", None, "<= 10 %", overhead is not None and overhead <= 0.10),
+            f"{bare:.2f}", paired_ratio(runs["worker"], runs["bare"])),
+        Row("system overhead over bare pipeline", f"{overhead:.1%}", "", None, "<= 10 %",
+            overhead <= 0.10),
         Row("peak RSS, naive Pillow (one image)", f"{naive_peak:.0f} MiB"),
         Row("peak RSS, bare pipeline (one image)", f"{bare_peak:.0f} MiB", f"{naive_peak:.0f} MiB",
             ratio(bare_peak, naive_peak)),
