@@ -36,7 +36,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -72,15 +71,17 @@ def _pool_init() -> None:
 
 
 @contextlib.contextmanager
-def baseline_pool() -> Iterator[ProcessPoolExecutor]:
-    """Two processes, like the worker's two children, kept for every round."""
+def baseline_pool(source: Path) -> Iterator[ProcessPoolExecutor]:
+    """Two processes, like the worker's two children, kept for every round and warmed
+    once for each baseline (imports, first decode)."""
     ctx = get_context("spawn")
     with ProcessPoolExecutor(PARALLEL, mp_context=ctx, initializer=_pool_init) as pool:
+        for fn in (naive_pillow, bare_pipeline):
+            list(pool.map(fn, [str(source)] * PARALLEL))
         yield pool
 
 
 def images_per_s(pool: ProcessPoolExecutor, fn: Any, source: Path, count: int) -> float:
-    list(pool.map(fn, [str(source)] * PARALLEL))  # warm: imports, first decode
     started = time.perf_counter()
     list(pool.map(fn, [str(source)] * count))
     return count / (time.perf_counter() - started)
@@ -174,23 +175,25 @@ class System:
             ids.append(response.json()["id"])
         return ids
 
-    def wait_completed(self, ids: list[str]) -> list[dict[str, Any]]:
-        """Until every image is completed; returns them (from the API). Waits by reading
-        the database file, not the API: polling the API would take CPU from the worker on
-        the same cores, and the wait is the benchmark's, not a client's."""
+    def _db(self) -> contextlib.closing[sqlite3.Connection]:
+        return contextlib.closing(sqlite3.connect(self.root / "taskmill.db"))
+
+    def wait_completed(self, ids: list[str]) -> None:
+        """Until every image is completed. Waits by reading the database file, not the
+        API: polling the API would take CPU from the worker on the same cores, and the
+        wait is the benchmark's, not a client's."""
         marks = ",".join("?" * len(ids))
         query = (
             f"SELECT status, count(*) FROM taskmill_images_state WHERE id IN ({marks}) GROUP BY 1"
         )
-        with contextlib.closing(sqlite3.connect(self.root / "taskmill.db")) as db:
+        with self._db() as db:
             while True:
                 counts = dict(db.execute(query, ids).fetchall())
                 if counts.get("failed"):
                     raise RuntimeError(f"{counts['failed']} images failed")
                 if counts.get("completed") == len(ids):
-                    break
+                    return
                 time.sleep(0.01)
-        return [self.http.get(f"/api/images/{i}").json() for i in ids]
 
     def end_to_end(self, source: Path, count: int) -> float:
         """Upload `count` copies while the worker runs; images/s until all completed."""
@@ -209,11 +212,15 @@ class System:
             ids = self.upload(source, count)
         finally:
             os.killpg(worker, signal.SIGCONT)
-        images = self.wait_completed(ids)
-        jobs = [self.http.get(f"/api/tasks/{i['job_id']}").json() for i in images]
-        start = min(datetime.fromisoformat(j["started_at"]) for j in jobs)
-        end = max(datetime.fromisoformat(j["finished_at"]) for j in jobs)
-        return len(jobs) / (end - start).total_seconds()
+        self.wait_completed(ids)
+        marks = ",".join("?" * len(ids))
+        with self._db() as db:  # SQLite keeps times as Unix seconds
+            start, end = db.execute(
+                "SELECT min(j.started_at), max(j.finished_at) FROM taskmill_images AS i "
+                f"JOIN taskmill_jobs AS j ON j.id = i.job_id WHERE i.id IN ({marks})",
+                ids,
+            ).fetchone()
+        return len(ids) / float(end - start)
 
     def __exit__(self, *exc: object) -> None:
         self.http.close()
@@ -249,7 +256,7 @@ def measure(
             "worker": lambda: system.worker_alone(source, count),
             "whole": lambda: system.end_to_end(source, count),
         }
-        with reporter.step(label, rounds * len(measures)) as step, baseline_pool() as pool:
+        with reporter.step(label, rounds * len(measures)) as step, baseline_pool(source) as pool:
             for _ in range(rounds):
                 for name, run in measures.items():
                     runs[name].append(run())
@@ -262,7 +269,8 @@ def measure(
         median(runs[k]) for k in ("naive", "bare", "worker", "whole")
     )
     speedup = paired_ratio(runs["whole"], runs["naive"])
-    overhead = 1 / paired_ratio(runs["worker"], runs["bare"]) - 1
+    worker_share = paired_ratio(runs["worker"], runs["bare"])
+    overhead = 1 / worker_share - 1
     rows = [
         Row("naive Pillow", f"{naive:.2f} images/s"),
         Row("bare pipeline", f"{bare:.2f} images/s", f"{naive:.2f}",
@@ -270,7 +278,7 @@ def measure(
         Row("whole system", f"{whole:.2f} images/s", f"{naive:.2f}", speedup, ">= 300 %",
             speedup >= 3.0),
         Row("worker (queue + storage + records + render)", f"{worker_rate:.2f} images/s",
-            f"{bare:.2f}", paired_ratio(runs["worker"], runs["bare"])),
+            f"{bare:.2f}", worker_share),
         Row("system overhead over bare pipeline", f"{overhead:.1%}", "", None, "<= 10 %",
             overhead <= 0.10),
         Row("peak RSS, naive Pillow (one image)", f"{naive_peak:.0f} MiB"),

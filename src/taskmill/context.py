@@ -50,6 +50,12 @@ def current_job() -> JobContext:
     return ctx
 
 
+def running_app(default: Taskmill) -> Taskmill:
+    """The app the worker runs (a user's app may include tasks registered on `default`),
+    else `default`. Only inside a running job."""
+    return current_job().app or default
+
+
 def bind_job(ctx: JobContext | None) -> object:
     """Make `ctx` the current job; returns a token for `unbind_job`."""
     return _current.set(ctx)

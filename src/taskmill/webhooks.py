@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
 from taskmill.config import Settings
-from taskmill.context import current_job
+from taskmill.context import current_job, running_app
 from taskmill.errors import PermanentError, Retry, ValidationError
 from taskmill.secrets import load_secret
 
@@ -235,7 +235,7 @@ def register_webhook_task(app: Taskmill) -> Task[..., Any]:
     def deliver(url: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
         # The settings of the app the worker runs: a user app that included the built-in
         # tasks may have its own secret and target policy.
-        running = current_job().app or app
+        running = running_app(app)
         return send_webhook(running.settings, url, event, payload)
 
     return deliver

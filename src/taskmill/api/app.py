@@ -81,8 +81,8 @@ def create_app(
     api.include_router(metrics.router(metrics_registry(service.stats), deps, auth_errors))
     api.include_router(workers.router(service, deps, auth_errors))
     api.include_router(registry.router(app.tasks, deps, auth_errors))
-    api.include_router(pages.router(keys))
     images = image_service(app)
+    api.include_router(pages.router(keys, images=images.enabled))
     api.include_router(health.router(service, images.check_storage if images.enabled else None))
     if images.enabled:
         limit = app.settings.upload_rate_limit

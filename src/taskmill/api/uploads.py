@@ -14,7 +14,7 @@ from typing import IO
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from taskmill.api.errors import ApiError
 from taskmill.images.errors import UploadTooLarge
@@ -31,7 +31,6 @@ class Upload:
 
     path: Path | None = None
     size: int = 0
-    filename: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
 
     def discard(self) -> None:
@@ -85,8 +84,6 @@ class _Receiver:
         if self._name == self.file_field:
             if self.upload.path is not None:
                 raise ApiError(422, "validation_error", f"send one {self.file_field!r} per request")
-            filename = params.get(b"filename")
-            self.upload.filename = filename.decode("utf-8", "replace") if filename else None
             fd, path = tempfile.mkstemp(prefix="upload-", dir=self.directory)
             self.upload.path = Path(path)
             self._file = os.fdopen(fd, "wb")
@@ -156,7 +153,7 @@ async def receive_upload(
     except MultipartParseError as exc:
         upload.discard()
         raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from None
-    except (ApiError, UploadTooLarge, ClientDisconnect):
+    except BaseException:  # the client's mistake, a disconnect, a full disk: keep nothing
         upload.discard()
         raise
     finally:

@@ -14,7 +14,7 @@ from taskmill.app import Taskmill
 from taskmill.cli.base import app_option, database_option, open_app, setup_logging
 from taskmill.cli.output import console
 from taskmill.errors import ConfigError
-from taskmill.images.service import PROCESS_TASK
+from taskmill.images.service import image_service
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -96,7 +96,7 @@ def _ignore(_signum: int, _frame: Any) -> None:
 
 def print_banner(url: str, app: Taskmill, *, components: str) -> None:
     console.print(f"[bold]taskmill {components}[/]")
-    images = PROCESS_TASK in app.tasks
+    images = image_service(app).enabled
     routes = [("API", "/api/tasks"), ("images", "/api/images"), ("docs", "/docs"),
               ("dashboard", "/"), ("metrics", "/metrics")]  # fmt: skip
     for label, path in routes:

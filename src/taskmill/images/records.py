@@ -16,10 +16,6 @@ class ImageStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
 
-    @property
-    def is_final(self) -> bool:
-        return self in (ImageStatus.COMPLETED, ImageStatus.FAILED)
-
 
 @dataclass(frozen=True, slots=True)
 class StoredObject:

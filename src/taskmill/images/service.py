@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmill.app import Taskmill
-from taskmill.errors import InvalidTransition, JobNotFound, PermanentError, ValidationError
+from taskmill.errors import InvalidTransition, JobNotFound, PermanentError
 from taskmill.ids import new_id
 from taskmill.images.errors import CorruptImage, ImageRefused
 from taskmill.images.formats import probe
@@ -273,10 +273,3 @@ def image_service(app: Taskmill) -> ImageService:
     if service is None:
         service = _services[app] = ImageService(app)
     return service
-
-
-def require_enabled(service: ImageService) -> None:
-    if not service.enabled:
-        raise ValidationError(
-            f"this app has no image tasks ({PROCESS_TASK}); include taskmill.builtin.app"
-        )

@@ -56,7 +56,8 @@ class ImageRecords(ABC):
             "id": image_id, "status": status.value, "error": clean_text(error),
             "renditions": json.dumps({n: r.to_dict() for n, r in renditions.items()}),
         }  # fmt: skip
-        return self.get_image(image_id) if self._image_write("finish_image", params) else None
+        rows = self._image_write("finish_image", params)
+        return self._images(rows)[0] if rows else None
 
     def delete_image(self, image_id: str) -> Image | None:
         rows = self._image_write("delete_image", {"id": image_id})
@@ -75,7 +76,7 @@ class ImageRecords(ABC):
     def settle_image(self, image: Image) -> bool:
         when = image.completed_at
         params = {
-            "id": image.id, "error": clean_text(image.error), "now": time.time(),
+            "id": image.id, "error": clean_text(image.error),
             "completed_at": when.timestamp() if when and self.epoch_times else when,
         }  # fmt: skip
         return bool(self._image_write("settle_image", params))

@@ -417,12 +417,12 @@ class PostgresStore(ImageRecords):
     def insert_image(self, image: NewImage, job: NewJob) -> tuple[Image, bool]:
         with self._conn() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             cur.execute(Q["insert_image"], image.params())
-            if cur.fetchone() is None:
+            row = cur.fetchone()
+            if row is None:
                 cur.execute(Q["get_image_by_key"], {"key": image.idempotency_key})
                 return self._images(cur.fetchall())[0], False
             cur.execute(Q["insert_job"], _single_params(job))
-            cur.execute(Q["get_image"], {"id": image.id})
-            return self._images(cur.fetchall())[0], True
+            return self._images([row])[0], True  # pending with a pending job: as the view reads
 
     # -- dashboard
 

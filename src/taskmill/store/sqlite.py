@@ -58,13 +58,16 @@ def path_from_url(url: str) -> str:
     return path
 
 
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
 def _jobs_json(jobs: Sequence[NewJob]) -> str:
     """The :jobs parameter of insert_jobs: one JSON array per job."""
     return json.dumps(
         [
             (j.id, j.task, j.queue, j.priority, j.args_json, j.kwargs_json, j.max_retries,
-             j.timeout_s, j.backoff, j.idempotency_key,
-             None if j.scheduled_at is None else j.scheduled_at.timestamp())
+             j.timeout_s, j.backoff, j.idempotency_key, _epoch(j.scheduled_at))
             for j in jobs
         ]
     )  # fmt: skip
@@ -76,7 +79,7 @@ def _job_params(job: NewJob, now: float) -> dict[str, Any]:
         "id": job.id, "task": job.task, "queue": job.queue, "priority": job.priority,
         "args": job.args_json, "kwargs": job.kwargs_json, "max_retries": job.max_retries,
         "timeout": job.timeout_s, "backoff": job.backoff, "now": now,
-        "scheduled": None if job.scheduled_at is None else job.scheduled_at.timestamp(),
+        "scheduled": _epoch(job.scheduled_at),
     }  # fmt: skip
 
 
@@ -151,11 +154,9 @@ class SQLiteListener:
     FINE_CALL_S = 0.0005  # at most this long in one `check`: the worker has more to do
     # A commit slower than this (a slow disk's fsync) is found by the worker's own look at
     # the queue, once a second.
+    # A missed event (NFS, where events from other machines never arrive; SQLite must not
+    # be used there anyway) is bounded the same way: a second's delay.
     SETTLE_S = 0.25
-    # Unused while `fileno` is given: the worker then looks at the queue once a second
-    # regardless, which also bounds a missed event (NFS, where events from other machines
-    # never arrive; SQLite must not be used there anyway) to a second's delay.
-    SAFETY_POLL_S = 1.0
 
     def __init__(self, path: str) -> None:
         with translate_errors():
@@ -182,11 +183,10 @@ class SQLiteListener:
 
     @property
     def poll_interval_s(self) -> float:
-        since = time.monotonic() - self._event_at
+        """Asked only while `fileno` is None."""
         if self._watch is not None:
-            if since < self.FINE_S:
-                return 0.0  # `check` paces itself
-            return self.BUSY_POLL_S if since < self.SETTLE_S else self.SAFETY_POLL_S
+            fine = time.monotonic() - self._event_at < self.FINE_S
+            return 0.0 if fine else self.BUSY_POLL_S  # 0: `check` paces itself
         quiet = time.monotonic() - self._changed_at > self.QUIET_AFTER_S
         return self.IDLE_POLL_S if quiet else self.BUSY_POLL_S
 
@@ -512,11 +512,12 @@ class SQLiteStore(ImageRecords):
         now = time.time()
         with self._tx() as conn:
             params = {**image.params(), "now": now}
-            if conn.execute(Q["insert_image"], params).fetchone() is None:
+            row = conn.execute(Q["insert_image"], params).fetchone()
+            if row is None:
                 key = {"key": image.idempotency_key}
                 return self._images(conn.execute(Q["get_image_by_key"], key).fetchall())[0], False
             conn.execute(Q["insert_jobs"], {"jobs": _jobs_json([job]), "now": now})
-            return self._images(conn.execute(Q["get_image"], {"id": image.id}).fetchall())[0], True
+            return self._images([row])[0], True  # pending with a pending job: as the view reads
 
     # -- dashboard
 

@@ -272,12 +272,12 @@ class Supervisor:
     def _free_slots(self) -> dict[int, int]:
         """Child index -> how many more jobs it takes now (children with room only)."""
         prefetch = self._prefetch()
-        free = {
+        # Room first: `_spent` may read /proc, and this runs every turn of the loop.
+        return {
             c.index: prefetch - len(c.assigned)
             for c in self.children.values()
-            if c.ready and not self._spent(c)
+            if c.ready and len(c.assigned) < prefetch and not self._spent(c)
         }
-        return {index: n for index, n in free.items() if n > 0}
 
     def _claim(self) -> None:
         if not self.maybe_work and time.monotonic() < self.next_poll:

@@ -3,7 +3,7 @@
 
 import { h, fill, fillIfChanged, setText, syncRows } from "./dom.js";
 import { absolute, duration, json, relative, shortId } from "./format.js";
-import { JOB_STATES, badge, emptyState, errorState, field, panel, poller, progressBar, select, setOptions, viewHead } from "./ui.js";
+import { JOB_STATES, emptyState, errorState, field, jobBadge, panel, poller, progressBar, select, setOptions, viewHead } from "./ui.js";
 
 const PAGE_SIZE = 25;
 const LIST_EVERY_MS = 4000;
@@ -45,7 +45,7 @@ function updateJobRow(row, job) {
   row.dataset.status = job.status;
   const due = job.status === "pending" && Date.parse(job.scheduled_at) > Date.now() + 1000 ? relative(job.scheduled_at) : "";
   fillIfChanged(c.status, [job.status, job.cancel_requested, due], () => [
-    badge(job.status, job.cancel_requested && job.status === "running" ? "cancelling" : job.status),
+    jobBadge(job),
     due ? h("span", { class: "muted due", title: `Scheduled for ${absolute(job.scheduled_at)}` }, ` ${due}`) : null,
   ]);
   fillIfChanged(c.task, job.task, () => h("a", { href: jobHref(job.id) }, job.task));
@@ -234,7 +234,7 @@ export function jobView(ctx) {
   function render() {
     document.title = `${job.task} · taskmill`;
     setText(title, job.task);
-    fillIfChanged(statusSlot, [job.status, job.cancel_requested], () => badge(job.status, job.cancel_requested && job.status === "running" ? "cancelling" : job.status));
+    fillIfChanged(statusSlot, [job.status, job.cancel_requested], () => jobBadge(job));
     statusSlot.dataset.status = job.status;
     cancel.hidden = !(job.status === "pending" || (job.status === "running" && !job.cancel_requested));
     retry.hidden = !(job.status === "failed" || job.status === "cancelled");
@@ -282,9 +282,9 @@ export function jobView(ctx) {
     } catch (error) {
       setText(actionMsg, `${action === "cancel" ? "Cancel" : "Retry"} refused: ${error.message}`);
       actionMsg.classList.add("bad");
+      timer.now(); // a success answered with the job as it is now; a refusal may be stale
     } finally {
       button.disabled = false;
-      timer.now();
     }
   }
 

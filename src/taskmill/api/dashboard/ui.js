@@ -8,6 +8,11 @@ export function badge(state, text = state) {
   return h("span", { class: ["badge", `state-${state}`] }, text);
 }
 
+// A job's status, "cancelling" once a cancel of a running job is requested.
+export function jobBadge(job) {
+  return badge(job.status, job.cancel_requested && job.status === "running" ? "cancelling" : job.status);
+}
+
 export function panel({ title, id, actions = null, className = "" }, ...body) {
   const headingId = id ? `${id}-title` : null;
   return h("section", { class: ["panel", className], id, "aria-labelledby": headingId },

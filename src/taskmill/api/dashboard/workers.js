@@ -4,20 +4,15 @@
 
 import { h, fill, fillIfChanged, setText, syncRows } from "./dom.js";
 import { absolute, age, count, relative, shortId } from "./format.js";
+import { jobHref } from "./jobs.js";
 import { badge, emptyState, errorState, panel, poller, viewHead } from "./ui.js";
 
 const EVERY_MS = 3000;
 
-function stateBadge(worker) {
-  if (worker.state === "stale") return badge("stale", "stale");
-  if (worker.state === "stopped") return badge("stopped", "stopped");
-  return badge("online", "online");
-}
-
 function currentJobs(worker) {
   if (worker.running === 0) return h("span", { class: "muted" }, "idle");
   const items = worker.current_jobs.map((job) => h("li", {},
-    h("a", { href: `#/jobs/${encodeURIComponent(job.id)}`, title: job.id }, job.task),
+    h("a", { href: jobHref(job.id), title: job.id }, job.task),
     " ", h("span", { class: "muted mono" }, shortId(job.id)),
     typeof job.progress === "number" ? h("span", { class: "muted" }, ` ${Math.round(job.progress * 100)} %`) : null));
   const more = worker.running - worker.current_jobs.length;
@@ -56,7 +51,7 @@ function updateRow(row, worker, leaseS) {
   const c = row.cells_;
   row.className = `worker-${worker.state}`;
   row.dataset.state = worker.state;
-  fillIfChanged(c.state, worker.state, () => stateBadge(worker));
+  fillIfChanged(c.state, worker.state, () => badge(worker.state));
   fillIfChanged(c.host, worker.id, () => [h("span", { class: "host" }, worker.host), h("span", { class: "muted mono sub" }, worker.id)]);
   setText(c.pid, worker.pid);
   fillIfChanged(c.queues, worker.queues || [], () => (worker.queues ? worker.queues.join(", ") : h("span", { class: "muted" }, "all")));

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
@@ -81,16 +82,15 @@ def router(
             if unknown:
                 raise ApiError(422, "validation_error", f"unknown form fields {sorted(unknown)}")
             assert received.path is not None
-            image, _created = await asyncio.to_thread(
-                images.accept, received.path,
-                webhook_url=received.fields.get("webhook_url") or None,
-                renditions=received.fields.get("renditions") or None,
-                idempotency_key=idempotency_key,
-            )  # fmt: skip
+            path, fields = received.path, received.fields
+            body = await _shown(images, request, lambda: images.accept(
+                path, webhook_url=fields.get("webhook_url") or None,
+                renditions=fields.get("renditions") or None, idempotency_key=idempotency_key,
+            )[0])  # fmt: skip
         finally:
             received.discard()
-        body = await _json(images, image, request)
-        return JSONResponse(body, status_code=202, headers={"location": f"/api/images/{image.id}"})
+        location = f"/api/images/{body['id']}"
+        return JSONResponse(body, status_code=202, headers={"location": location})
 
     @api.get(
         "/{image_id}", response_model=ImageOut, responses=errors(*auth_errors, 404, 503),
@@ -98,8 +98,7 @@ def router(
     )  # fmt: skip
     async def get_image(image_id: ImageId, request: Request) -> Any:
         """The image with signed URLs for its original and every rendition made so far."""
-        image = await asyncio.to_thread(images.get, image_id)
-        return await _json(images, image, request)
+        return await _shown(images, request, lambda: images.get(image_id))
 
     @api.get(
         "", response_model=ImagePage, responses=errors(*auth_errors, 422, 503),
@@ -113,14 +112,16 @@ def router(
         ] = None,
     ) -> Any:
         """Newest first; follow `next_cursor` to page."""
-        page, next_cursor = await asyncio.to_thread(images.list, limit=limit, cursor=cursor or None)
         base = _base_url(request)
-        return {
-            "images": await asyncio.to_thread(
-                lambda: [images.to_json(i, base_url=base) for i in page]
-            ),
-            "next_cursor": next_cursor,
-        }
+
+        def listed() -> dict[str, Any]:
+            page, next_cursor = images.list(limit=limit, cursor=cursor or None)
+            return {
+                "images": [images.to_json(i, base_url=base) for i in page],
+                "next_cursor": next_cursor,
+            }
+
+        return await asyncio.to_thread(listed)
 
     @api.delete(
         "/{image_id}", status_code=204, responses=errors(*auth_errors, 404, 503),
@@ -134,9 +135,13 @@ def router(
     return api
 
 
-async def _json(images: ImageService, image: Image, request: Request) -> dict[str, Any]:
-    """Signing URLs may call the object store's client: off the event loop."""
-    return await asyncio.to_thread(images.to_json, image, base_url=_base_url(request))
+async def _shown(
+    images: ImageService, request: Request, fetch: Callable[[], Image]
+) -> dict[str, Any]:
+    """The image `fetch` gives, as JSON with signed URLs: both off the event loop (signing
+    may call the object store's client), in one hand-off to a thread."""
+    base = _base_url(request)
+    return await asyncio.to_thread(lambda: images.to_json(fetch(), base_url=base))
 
 
 def _base_url(request: Request) -> str:

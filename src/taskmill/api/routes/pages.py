@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from taskmill.api.auth import KeyChecker
 from taskmill.api.errors import ApiError
 
 ASSETS_PATH = "/dashboard"
-IMAGES_PATH = "/api/images"
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -77,30 +76,22 @@ def load_assets() -> dict[str, Asset]:
     return _files(resources.files("taskmill.api") / "dashboard")
 
 
-def _serves(api: FastAPI, path: str) -> bool:
-    """Whether `api` documents `path`: included routers are not a flat route list, the
-    OpenAPI schema (built once, then cached by FastAPI) is the public answer."""
-    return path in api.openapi().get("paths", {})
-
-
-def router(keys: KeyChecker) -> APIRouter:
+def router(keys: KeyChecker, *, images: bool) -> APIRouter:
+    """The dashboard; `images`: whether this API serves /api/images (the page shows the
+    gallery only then)."""
     api = APIRouter(include_in_schema=False)
     assets = load_assets()
-    template = assets.pop("index.html").body.decode()
-    pages: dict[bool, Asset] = {}
-
-    def page(images: bool) -> Asset:
-        if images not in pages:
-            html = template.replace("__AUTH__", "required" if keys.enabled else "none").replace(
-                "__IMAGES__", "available" if images else "unavailable"
-            )
-            pages[images] = Asset.of(html.encode(), CONTENT_TYPES[".html"])
-        return pages[images]
+    html = (
+        assets.pop("index.html").body.decode()
+        .replace("__AUTH__", "required" if keys.enabled else "none")
+        .replace("__IMAGES__", "available" if images else "unavailable")
+    )  # fmt: skip
+    page = Asset.of(html.encode(), CONTENT_TYPES[".html"])
 
     @api.get("/")
     async def home(request: Request) -> Response:
         # Open like /docs: the page holds no data; everything it shows comes from /api.
-        return page(_serves(request.app, IMAGES_PATH)).response(request, page=True)
+        return page.response(request, page=True)
 
     @api.get(ASSETS_PATH + "/{name:path}")
     async def asset(name: str, request: Request) -> Response:

@@ -6,7 +6,7 @@ INSERT INTO taskmill_images (id, job_id, original, spec, webhook_url, idempotenc
 VALUES (%(id)s::uuid, %(job_id)s::uuid, %(original)s::jsonb, %(spec)s::jsonb,
         %(webhook_url)s, %(key)s)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id
+RETURNING *
 
 -- name: get_image
 SELECT * FROM taskmill_images_state WHERE id = %(id)s::uuid
@@ -21,12 +21,13 @@ ORDER BY id DESC
 LIMIT %(limit)s
 
 -- name: finish_image
--- Re-runs of the processing job write the same values again (idempotent).
+-- Re-runs of the processing job write the same values again (idempotent). A finished
+-- image reads the same from the table as from taskmill_images_state: no second read.
 UPDATE taskmill_images
 SET status = %(status)s, renditions = %(renditions)s::jsonb, error = %(error)s,
     completed_at = now()
 WHERE id = %(id)s::uuid
-RETURNING id
+RETURNING *
 
 -- name: delete_image
 DELETE FROM taskmill_images WHERE id = %(id)s::uuid RETURNING *

@@ -6,7 +6,7 @@ INSERT INTO taskmill_images (id, job_id, original, spec, webhook_url, idempotenc
                              created_at)
 VALUES (:id, :job_id, :original, :spec, :webhook_url, :key, :now)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id
+RETURNING *
 
 -- name: get_image
 SELECT * FROM taskmill_images_state WHERE id = :id
@@ -21,11 +21,12 @@ ORDER BY id DESC
 LIMIT :limit
 
 -- name: finish_image
--- Re-runs of the processing job write the same values again (idempotent).
+-- Re-runs of the processing job write the same values again (idempotent). A finished
+-- image reads the same from the table as from taskmill_images_state: no second read.
 UPDATE taskmill_images
 SET status = :status, renditions = :renditions, error = :error, completed_at = :now
 WHERE id = :id
-RETURNING id
+RETURNING *
 
 -- name: delete_image
 DELETE FROM taskmill_images WHERE id = :id RETURNING *
