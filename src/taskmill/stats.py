@@ -40,7 +40,12 @@ class StateCounts:
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
-    jobs_per_s: float = 0.0
+    completed_per_s: float = 0.0
+    failed_per_s: float = 0.0
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.completed_per_s + self.failed_per_s
 
     @property
     def total(self) -> int:
@@ -91,18 +96,19 @@ def _retries(row: JobStats) -> int:
 
 def _counts(rows: Iterable[JobStats], window_s: float) -> StateCounts:
     by_status = dict.fromkeys(JobStatus, 0)
-    recent = 0
+    recent = dict.fromkeys(FINISHED, 0)
     for row in rows:
         by_status[row.status] += row.jobs
-        if row.status in FINISHED:
-            recent += row.finished_recently
+        if row.status in recent:
+            recent[row.status] += row.finished_recently
     return StateCounts(
         pending=by_status[JobStatus.PENDING],
         running=by_status[JobStatus.RUNNING],
         completed=by_status[JobStatus.COMPLETED],
         failed=by_status[JobStatus.FAILED],
         cancelled=by_status[JobStatus.CANCELLED],
-        jobs_per_s=recent / window_s,
+        completed_per_s=recent[JobStatus.COMPLETED] / window_s,
+        failed_per_s=recent[JobStatus.FAILED] / window_s,
     )
 
 
@@ -246,15 +252,14 @@ class History:
     failed_per_s: float
 
 
-def history(store: Store, *, minutes: int, bucket_s: int) -> History:
+def history(store: Store, snapshot: Snapshot, *, minutes: int, bucket_s: int) -> History:
     """The last `minutes` in buckets of `bucket_s` seconds (the newest one still filling),
-    with completed and failed per second over THROUGHPUT_WINDOW_S, measured as the stats
-    snapshot measures jobs_per_s. Raises StoreError as the store does."""
+    with the stats `snapshot`'s jobs_per_s split into completed and failed per second.
+    Raises StoreError as the store does."""
     buckets = store.throughput(buckets=math.ceil(minutes * 60 / bucket_s), bucket_s=bucket_s)
-    recent = store.finished_recently(window_s=THROUGHPUT_WINDOW_S)
     return History(
         taken_at=datetime.now(UTC), bucket_s=bucket_s, buckets=buckets,
-        window_s=THROUGHPUT_WINDOW_S,
-        completed_per_s=recent.completed / THROUGHPUT_WINDOW_S,
-        failed_per_s=recent.failed / THROUGHPUT_WINDOW_S,
+        window_s=snapshot.window_s,
+        completed_per_s=snapshot.totals.completed_per_s,
+        failed_per_s=snapshot.totals.failed_per_s,
     )  # fmt: skip

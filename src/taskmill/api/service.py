@@ -10,7 +10,7 @@ from taskmill.api.errors import ApiError
 from taskmill.api.schemas import SubmitRequest
 from taskmill.app import Taskmill
 from taskmill.jobs import Job, JobStatus
-from taskmill.stats import Snapshot, StatsService
+from taskmill.stats import History, Snapshot, StatsService, WorkerDetail, history, worker_details
 from taskmill.store.migrate import latest_version
 
 
@@ -61,6 +61,17 @@ class ApiService:
 
     async def snapshot(self) -> Snapshot:
         return await asyncio.to_thread(self.stats.snapshot)
+
+    async def workers(self) -> list[WorkerDetail]:
+        return await asyncio.to_thread(
+            worker_details, self.app.store, lease_s=self.app.settings.lease_s
+        )
+
+    async def history(self, *, minutes: int, bucket_s: int) -> History:
+        snapshot = await self.snapshot()  # shared and cached: its rates cost no query
+        return await asyncio.to_thread(
+            history, self.app.store, snapshot, minutes=minutes, bucket_s=bucket_s
+        )
 
     async def schema_version(self) -> int:
         """The database's schema version. Raises ApiError (503 not_ready) while the schema

@@ -110,11 +110,21 @@ class ImageInfo:
 
     @property
     def content_type(self) -> str:
-        return _FORMATS[self.format][0]
+        return content_type(self.format)
 
     @property
     def extension(self) -> str:
-        return _FORMATS[self.format][1]
+        return extension(self.format)
+
+
+def content_type(fmt: str) -> str:
+    """A format's Content-Type: "image/jpeg", ..."""
+    return _FORMATS[fmt][0]
+
+
+def extension(fmt: str) -> str:
+    """A format's file extension, without the dot: "jpg", ..."""
+    return _FORMATS[fmt][1]
 
 
 def format_name(fmt: str) -> str:

@@ -26,6 +26,7 @@ from taskmill.images.errors import CorruptImage, UnsupportedImage
 from taskmill.images.formats import (
     ImageInfo,
     clear_vips_errors,
+    extension,
     format_name,
     read_header,
     vips_reason,
@@ -36,8 +37,6 @@ from taskmill.images.renditions import RenditionSpec
 # with their decode buffers: +28 MiB peak at 24 MP, and it grows over a worker's life.
 # No two renditions here ever repeat an operation, so the cache only costs memory.
 pyvips.cache_set_max(0)
-
-EXTENSIONS = {"jpeg": "jpg", "webp": "webp", "png": "png", "avif": "avif"}
 
 # "no limit" for one side of thumbnail's target box (libvips' VIPS_MAX_COORD)
 _UNBOUNDED = 10_000_000
@@ -226,7 +225,7 @@ def _save(image: Any, name: str, spec: RenditionSpec, out_dir: Path, avif_effort
     if spec.format == "jpeg" and image.hasalpha():
         image = image.flatten(background=[255])
     data = _encode(image, spec, avif_effort)
-    path = out_dir / f"{name}.{EXTENSIONS[spec.format]}"
+    path = out_dir / f"{name}.{extension(spec.format)}"
     partial = path.with_name(f".{path.name}.partial")
     partial.write_bytes(data)
     os.replace(partial, path)

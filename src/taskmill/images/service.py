@@ -18,7 +18,7 @@ from taskmill.app import Taskmill
 from taskmill.errors import InvalidTransition, JobNotFound, PermanentError
 from taskmill.ids import new_id
 from taskmill.images.errors import CorruptImage, ImageRefused
-from taskmill.images.formats import probe
+from taskmill.images.formats import content_type, probe
 from taskmill.images.processing import Rendered, render
 from taskmill.images.records import Image, ImageStatus, NewImage, StoredObject
 from taskmill.images.renditions import (
@@ -192,9 +192,9 @@ class ImageService:
         return {"image_id": image.id, "renditions": {n: o.key for n, o in stored.items()}}
 
     def _store_rendition(self, image_id: str, rendered: Rendered) -> StoredObject:
-        key = object_key(RENDITION_PREFIXES[rendered.name], image_id, rendered.path.suffix[1:])
+        key = object_key(RENDITION_PREFIXES[rendered.name], image_id, rendered.path.suffix)
         self.storage.put_file(
-            key, rendered.path, content_type=f"image/{rendered.format}", move=True
+            key, rendered.path, content_type=content_type(rendered.format), move=True
         )
         return StoredObject(key, rendered.format, rendered.width, rendered.height, rendered.bytes)
 

@@ -270,9 +270,6 @@ class Store(Protocol):
         aligned to multiples of `bucket_s` and ending with the current one (partial); every
         bucket, oldest first. See queries_dashboard.sql for what counts as retried."""
 
-    def finished_recently(self, *, window_s: float) -> FinishedCounts:
-        """Jobs completed and jobs failed within the last `window_s` seconds."""
-
 
 def clean_text(text: str | None) -> str | None:
     """Free text (errors, tracebacks, progress messages) as both databases can keep it. A
@@ -473,8 +470,3 @@ class ThroughputBucket:
             completed=int(row["completed"]), failed=int(row["failed"]),
             retried=int(row["retried"]),
         )  # fmt: skip
-
-
-class FinishedCounts(NamedTuple):
-    completed: int
-    failed: int

@@ -17,7 +17,6 @@ from taskmill.images.records import Image, NewImage
 from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.store.base import (
     ClaimedJob,
-    FinishedCounts,
     JobFilter,
     JobStats,
     OnlineWorker,
@@ -439,7 +438,3 @@ class PostgresStore(ImageRecords):
     def throughput(self, *, buckets: int, bucket_s: int) -> list[ThroughputBucket]:
         params = {"buckets": buckets, "bucket_s": bucket_s}
         return [ThroughputBucket.from_row(r) for r in self._rows("dashboard_throughput", params)]
-
-    def finished_recently(self, *, window_s: float) -> FinishedCounts:
-        row = self._rows("dashboard_finished_recently", {"window_s": float(window_s)})[0]
-        return FinishedCounts(int(row["completed"]), int(row["failed"]))

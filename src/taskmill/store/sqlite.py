@@ -21,7 +21,6 @@ from taskmill.images.records import Image, NewImage
 from taskmill.jobs import Job, JobStatus, NewJob
 from taskmill.store.base import (
     ClaimedJob,
-    FinishedCounts,
     JobFilter,
     JobStats,
     OnlineWorker,
@@ -339,12 +338,15 @@ class SQLiteStore(ImageRecords):
             # Some were skipped for their idempotency key: the stored job with each key is
             # ours or the earlier one. Inside the same write transaction, so a concurrent
             # enqueue cannot slip between.
-            return [j.stored(created) if j.idempotency_key is None else self._by_key(conn, j)
-                    for j in jobs]  # fmt: skip
-
-    def _by_key(self, conn: sqlite3.Connection, job: NewJob) -> Job:
-        params = {"task": job.task, "key": job.idempotency_key}
-        return self._to_jobs(conn.execute(Q["find_by_idempotency_key"], params).fetchall())[0]
+            keys = json.dumps([(j.task, j.idempotency_key) for j in jobs if j.idempotency_key])
+            stored = {
+                (job.task, job.idempotency_key): job
+                for job in self._to_jobs(
+                    conn.execute(Q["find_by_idempotency_keys"], {"keys": keys}).fetchall()
+                )
+            }
+            return [j.stored(created) if j.idempotency_key is None
+                    else stored[(j.task, j.idempotency_key)] for j in jobs]  # fmt: skip
 
     def get_job(self, job_id: str) -> Job | None:
         found = self._to_jobs(self._read("get_job", {"id": job_id}))
@@ -535,8 +537,3 @@ class SQLiteStore(ImageRecords):
     def throughput(self, *, buckets: int, bucket_s: int) -> list[ThroughputBucket]:
         params = {"now": time.time(), "buckets": buckets, "bucket_s": bucket_s}
         return [ThroughputBucket.from_row(r) for r in self._read("dashboard_throughput", params)]
-
-    def finished_recently(self, *, window_s: float) -> FinishedCounts:
-        params = {"now": time.time(), "window_s": window_s}
-        row = self._read("dashboard_finished_recently", params)[0]
-        return FinishedCounts(int(row["completed"]), int(row["failed"]))

@@ -21,7 +21,7 @@ from taskmill.api.schemas import (
 )
 from taskmill.api.service import ApiService
 from taskmill.errors import StoreError
-from taskmill.stats import History, Snapshot, StateCounts, history
+from taskmill.stats import History, Snapshot, StateCounts
 
 POLICY_VIOLATION = 1008  # WebSocket close code: refused by policy (no or bad API key)
 TRY_AGAIN_LATER = 1013  # WebSocket close code: the server cannot serve it now
@@ -98,9 +98,7 @@ def router(
         bucket where they finished, and jobs waiting for another attempt, in the bucket
         where their failed attempt ended. A job retried by hand starts afresh and does not
         count. `rates` splits the stats' jobs_per_s into completed and failed."""
-        found = await asyncio.to_thread(
-            history, service.app.store, minutes=minutes, bucket_s=bucket_s
-        )
+        found = await service.history(minutes=minutes, bucket_s=bucket_s)
         return history_out(found, minutes)
 
     return api

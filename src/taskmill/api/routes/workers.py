@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +10,7 @@ from fastapi import APIRouter
 from taskmill.api.routes.responses import errors
 from taskmill.api.schemas import RunningJobOut, WorkerDetailOut, WorkersOut
 from taskmill.api.service import ApiService
-from taskmill.stats import WorkerDetail, WorkerState, worker_details
+from taskmill.stats import WorkerDetail, WorkerState
 
 
 def _out(detail: WorkerDetail) -> WorkerDetailOut:
@@ -41,7 +40,7 @@ def router(service: ApiService, dependencies: list[Any], auth_errors: tuple[int,
         """Online workers; stale ones (not stopped, but silent for longer than the lease:
         killed or cut off from the database, so their jobs go back to pending) for a day;
         workers that stopped cleanly for five minutes. Each with the jobs it runs now."""
-        details = await asyncio.to_thread(worker_details, service.app.store, lease_s=lease_s)
+        details = await service.workers()
         return WorkersOut(
             taken_at=datetime.now(UTC), lease_s=lease_s, workers=[_out(d) for d in details]
         )

@@ -34,8 +34,10 @@ INSERT INTO taskmill_jobs (id, task, queue, priority, args, kwargs, max_retries,
 VALUES (:id, :task, :queue, :priority, :args, :kwargs, :max_retries, :timeout, :backoff, :now,
         coalesce(:scheduled, :now))
 
--- name: find_by_idempotency_key
-SELECT * FROM taskmill_jobs WHERE task = :task AND idempotency_key = :key
+-- name: find_by_idempotency_keys
+-- :keys is a JSON array of [task, idempotency_key] pairs: one query for a whole batch.
+SELECT j.* FROM json_each(:keys) AS k
+JOIN taskmill_jobs AS j ON j.task = k.value ->> 0 AND j.idempotency_key = k.value ->> 1
 
 -- name: get_job
 SELECT * FROM taskmill_jobs WHERE id = :id

@@ -57,11 +57,3 @@ SELECT b.start_s, coalesce(c.completed, 0) AS completed, coalesce(c.failed, 0) A
        coalesce(c.retried, 0) AS retried
 FROM buckets AS b LEFT JOIN counted AS c ON c.start_s = b.start_s
 ORDER BY b.start_s
-
--- name: dashboard_finished_recently
--- Completed and failed jobs finished in the last :window_s seconds: the two parts of the
--- stats snapshot's jobs_per_s (same test on finished_at, so they add up to it).
-SELECT count(*) FILTER (WHERE status = 'completed') AS completed,
-       count(*) FILTER (WHERE status = 'failed') AS failed
-FROM taskmill_jobs
-WHERE status IN ('completed', 'failed') AND finished_at >= :now - :window_s
