@@ -164,17 +164,17 @@ def test_verify_media_signature(key: str, expires: str, signature: str, reason: 
 # -- the route, in process ----------------------------------------------------------------------
 
 
-def media_app(storage: FileStorage, secret: bytes) -> FastAPI:
+def media_app(storage: FileStorage) -> FastAPI:
     """The media route alone, with the API's error bodies."""
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(media.router(storage, secret))
+    app.include_router(media.router(storage))
     return app
 
 
 @pytest.fixture
 def client(file_storage: FileStorage, secret: bytes) -> TestClient:
-    return TestClient(media_app(file_storage, secret))
+    return TestClient(media_app(file_storage))
 
 
 def relative(url: str) -> str:
@@ -295,7 +295,7 @@ def signed_query(secret: bytes, key: str) -> str:
 def test_url_is_served_through_a_real_socket(
     file_storage: FileStorage, secret: bytes, serve: Serve, tmp_path: Path, new_key: NewKey
 ) -> None:
-    base_url = serve(media_app(file_storage, secret))
+    base_url = serve(media_app(file_storage))
     content = os.urandom(3 * 1024 * 1024 + 17)  # several chunks, and a short last one
     key = new_key("originals")
     put(file_storage, key, content, tmp_path)
@@ -336,7 +336,7 @@ def test_no_request_reaches_outside_the_storage_folder(
     (tmp_path / "secret.key").write_bytes(b"OUTSIDE-THE-STORAGE")
     existing = new_key("originals")
     put(storage, existing, b"INSIDE", tmp_path)
-    base_url = serve(media_app(storage, secret))
+    base_url = serve(media_app(storage))
     for target, key in traversal_targets(storage.root, existing):
         for query in ("", signed_query(secret, key)):
             status, response = raw_get(base_url, target + query)
@@ -353,7 +353,7 @@ def test_a_file_rewritten_while_served_is_never_torn(
 ) -> None:
     """Re-runs rewrite objects in place: each response is one version whole, with its own
     length (a server that stats, sends headers, then reopens the path would mix them)."""
-    base_url = serve(media_app(file_storage, secret))
+    base_url = serve(media_app(file_storage))
     key = new_key()
     versions = [os.urandom(200 * 1024), os.urandom(600 * 1024)]
     url = file_storage.url(key, expires_s=60, base_url=base_url)

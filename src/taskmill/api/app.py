@@ -22,6 +22,7 @@ from taskmill.api.service import ApiService
 from taskmill.api.uploads import MULTIPART_OVERHEAD_BYTES
 from taskmill.app import Taskmill
 from taskmill.images.service import image_service
+from taskmill.images.storage import FileStorage
 
 DESCRIPTION = """\
 Submit jobs, follow them, cancel and retry them; watch queues and workers.
@@ -89,7 +90,8 @@ def create_app(
         limiter = RateLimiter(limit) if limit else None
         api.include_router(images_routes.router(images, deps, auth_errors, limiter))
         if images.settings.storage_url.startswith("file:"):  # S3 presigns its own URLs
-            api.include_router(media.router(images.storage, images.secret))
+            assert isinstance(images.storage, FileStorage)  # what a file: URL opens
+            api.include_router(media.router(images.storage))
     api.fast_path = FastPath(service=service, keys=keys) if fast_path else None
     limits = {
         ("POST", "/api/tasks"): MAX_SUBMIT_BYTES,

@@ -6,6 +6,7 @@ the hourly cleanup), lives here; the API routes and the tasks are thin layers ov
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import tempfile
 import weakref
@@ -51,20 +52,14 @@ class ImageService:
     def __init__(self, app: Taskmill) -> None:
         self.app = app
         self.settings = app.settings
-        self._storage: Storage | None = None
-        self._secret: bytes | None = None
 
-    @property
+    @functools.cached_property
     def secret(self) -> bytes:
-        if self._secret is None:
-            self._secret = load_secret(self.settings)
-        return self._secret
+        return load_secret(self.settings)
 
-    @property
+    @functools.cached_property
     def storage(self) -> Storage:
-        if self._storage is None:
-            self._storage = open_storage(self.settings.storage_url, secret=self.secret)
-        return self._storage
+        return open_storage(self.settings.storage_url, secret=self.secret)
 
     def check_storage(self) -> None:
         """Readiness: raises StorageError unless the storage can be used now. (The storage

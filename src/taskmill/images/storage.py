@@ -212,6 +212,11 @@ class FileStorage:
         signature = sign_media(self._secret, key, expires)
         return f"{base_url.rstrip('/')}/media/{key}?expires={expires}&signature={signature}"
 
+    def refusal(self, key: str, expires: str, signature: str) -> str | None:
+        """Why a /media URL for `key` (from `url`) is refused now, or None when it is good:
+        signed with this storage's secret and not expired."""
+        return verify_media_signature(self._secret, key, expires, signature)
+
     def check(self) -> None:
         with _os_errors(f"storage folder {self.root} is not writable"):
             self.root.mkdir(parents=True, exist_ok=True)

@@ -196,15 +196,20 @@ function startDashboard(key) {
   route({ focus: false });
 }
 
+// The ApiError the server answered a request with this key, or null when it took it.
 async function tryKey(key) {
-  const probe = new Api({ key });
   try {
-    await probe.get("/api/stats");
+    await new Api({ key }).get("/api/stats");
+    return null;
   } catch (error) {
-    if (error.unauthorized) return "That key was refused: it is not one of the server's TASKMILL_API_KEYS.";
-    return `Could not check the key: ${error.message}`;
+    return error;
   }
-  return null;
+}
+
+function keyProblem(error) {
+  return error.unauthorized
+    ? "That key was refused: it is not one of the server's TASKMILL_API_KEYS."
+    : `Could not check the key: ${error.message}`;
 }
 
 loginForm.addEventListener("submit", async (event) => {
@@ -216,7 +221,7 @@ loginForm.addEventListener("submit", async (event) => {
   const problem = await tryKey(key);
   button.disabled = false;
   if (problem) {
-    setText(loginError, problem);
+    setText(loginError, keyProblem(problem));
     loginError.hidden = false;
     loginInput.setAttribute("aria-invalid", "true");
     loginInput.select();
@@ -249,7 +254,7 @@ async function main() {
     return;
   }
   const problem = await tryKey(key);
-  if (problem && problem.startsWith("That key was refused")) requireKey("The saved key was refused. Enter a valid one.");
+  if (problem && problem.unauthorized) requireKey("The saved key was refused. Enter a valid one.");
   else startDashboard(key); // unreachable now: the banner says so, and it retries
 }
 

@@ -22,18 +22,13 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from taskmill.api.errors import ApiError
-from taskmill.images.storage import (
-    Storage,
-    content_type_of,
-    validate_key,
-    verify_media_signature,
-)
+from taskmill.images.storage import FileStorage, content_type_of, validate_key
 
 CHUNK_BYTES = 256 * 1024
 NOT_FOUND = "no such media object"
 
 
-def router(storage: Storage, secret: bytes) -> APIRouter:
+def router(storage: FileStorage) -> APIRouter:
     api = APIRouter(include_in_schema=False)
 
     @api.api_route("/media/{key:path}", methods=["GET", "HEAD"])
@@ -45,14 +40,11 @@ def router(storage: Storage, secret: bytes) -> APIRouter:
             validate_key(key)
         except ValueError:
             raise ApiError(404, "not_found", NOT_FOUND) from None
-        reason = verify_media_signature(secret, key, expires, signature)
+        reason = storage.refusal(key, expires, signature)
         if reason is not None:
             raise ApiError(403, "forbidden", f"media URL refused: {reason}")
-        path = storage.local_path(key)
-        if path is None:
-            raise ApiError(404, "not_found", NOT_FOUND)
         try:
-            file, size = await anyio.to_thread.run_sync(_open_regular, path)
+            file, size = await anyio.to_thread.run_sync(_open_regular, storage.local_path(key))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ApiError(404, "not_found", NOT_FOUND) from None
         max_age_s = max(0, math.floor(int(expires) - time.time()))
