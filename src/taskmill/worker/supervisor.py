@@ -198,9 +198,8 @@ class Supervisor:
         horizon = [now + MAX_WAIT_S]
         # Look at the store only with a slot to fill: while every child is busy, the next
         # turn that matters comes with a child's report (and polling then would spin).
-        if self.phase is Phase.RUNNING and any(self._free_slots().values()):
-            due = now if self.maybe_work else self.next_poll
-            horizon.append(max(due, self.store_down_until))  # no claims while it is down
+        if self.phase is Phase.RUNNING and self._free_slots():
+            horizon.append(self._claim_due_at(now))
             if self.listener is not None and self.listener.fileno() is None:
                 horizon.append(now + self.listener.poll_interval_s)
         for child in self.children.values():
@@ -279,10 +278,15 @@ class Supervisor:
             if c.ready and len(c.assigned) < prefetch and not self._spent(c)
         }
 
+    def _claim_due_at(self, now: float) -> float:
+        """When to look at the store next: now on news of work, else at the next poll;
+        never while it is known to be down."""
+        due = now if self.maybe_work else self.next_poll
+        return max(due, self.store_down_until)
+
     def _claim(self) -> None:
-        if not self.maybe_work and time.monotonic() < self.next_poll:
-            return
-        if time.monotonic() < self.store_down_until:
+        now = time.monotonic()
+        if now < self._claim_due_at(now):
             return
         free = self._free_slots()
         limit = sum(free.values())
