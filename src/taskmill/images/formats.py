@@ -175,13 +175,14 @@ def read_header(path: str | Path, *, max_pixels: int) -> tuple[ImageInfo, Any]:
             f"the image is {width}x{height} ({width * height:,} pixels); "
             f"the limit is {max_pixels:,} pixels"
         )
-    if _orientation(header) >= 5:  # 5..8 turn the image a quarter
+    if orientation(header) >= 5:  # 5..8 turn the image a quarter
         width, height = height, width
     pages = header.get("n-pages") if header.get_typeof("n-pages") else 1
     return ImageInfo(fmt, width, height, pages), header
 
 
-def _orientation(header: Any) -> int:
+def orientation(header: Any) -> int:
+    """The EXIF orientation (1-8; 1 is upright) of a pyvips image's header."""
     value = header.get("orientation") if header.get_typeof("orientation") else 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 

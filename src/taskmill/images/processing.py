@@ -8,7 +8,9 @@ How the work is split (measured on a 24 MP JPEG, one libvips thread):
   its own streaming pipeline: decoded in sequential strips and encoded as it goes, so the
   full image is never held in memory unless EXIF orientation forces a rotation.
 A decode costs at least the entropy decoding of the whole file whatever the shrink, so
-what saves time is the number of decodes: two for the default renditions, not three.
+what saves time is the number of decodes: two for the default renditions, not three; and
+one for a plain upright JPEG, where `onepass` makes the full-size JPEG rendition and the
+shared reduced copy from a single decode.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from typing import Any
 
 import pyvips
 
+from taskmill.images import onepass
 from taskmill.images.errors import CorruptImage, UnsupportedImage
 from taskmill.images.formats import (
     ImageInfo,
     clear_vips_errors,
     extension,
     format_name,
+    orientation,
     read_header,
     vips_reason,
 )
@@ -50,6 +54,15 @@ _OPTIMIZE_CODING_MAX_PIXELS = 2_000_000
 # marker, common from some phone firmware), and those must not fail.
 _FAIL_ON = "error"
 _LOADER_OPTIONS = frozenset({"fail_on"})  # of `_load_options`: the rest are thumbnail's
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A rendition's file content, made before `_save`."""
+
+    data: bytes
+    width: int
+    height: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +101,7 @@ def render(
     out_dir.mkdir(parents=True, exist_ok=True)
     clear_vips_errors()
     try:
-        images = _build(source, info, specs, load)
+        images = _build(source, info, header, specs, load)
         return {
             name: _save(image, name, specs[name], out_dir, avif_effort)
             for name, image in images.items()
@@ -103,9 +116,13 @@ def render(
 
 
 def _build(
-    source: Path, info: ImageInfo, specs: Mapping[str, RenditionSpec], load: dict[str, Any]
+    source: Path,
+    info: ImageInfo,
+    header: Any,
+    specs: Mapping[str, RenditionSpec],
+    load: dict[str, Any],
 ) -> dict[str, Any]:
-    """Lazy pyvips images, one per spec, in the order of `specs`."""
+    """Per spec, in the order of `specs`: a lazy pyvips image, or the Encoded file."""
     width, height = info.width, info.height
     scales = {name: _scale(spec, width, height) for name, spec in specs.items()}
     reduced = [name for name, scale in scales.items() if scale < 1]
@@ -113,22 +130,77 @@ def _build(
     if reduced:
         top = max(scales[name] for name in reduced)
         # Upright box; thumbnail swaps it itself for an EXIF-rotated image.
-        box_w, box_h = max(1, round(width * top)), max(1, round(height * top))
-        base = _reduced_base(source, info.format, top, box_w, box_h, load)
+        box = max(1, round(width * top)), max(1, round(height * top))
+        full = _one_pass_rendition(info, header, specs, scales, load)
+        base, encoded = _decode_reduced(source, info, _dct_shrink(top), box, load, full, specs)
+        images.update(encoded)
         base = base.copy_memory()  # decoded once, read by every reduced rendition
         images.update({name: _fit(base, specs[name]) for name in reduced})
     for name, spec in specs.items():
         if name not in images:
             # Full size, streamed: nothing to shrink, so no shared decode to gain from.
-            full = pyvips.Image.thumbnail(
+            full_size = pyvips.Image.thumbnail(
                 str(source), _UNBOUNDED, height=_UNBOUNDED, size="down", **load
             )
-            images[name] = full if spec.fit == "inside" else _cover(full, spec)
+            images[name] = full_size if spec.fit == "inside" else _cover(full_size, spec)
     return {name: images[name] for name in specs}
 
 
+def _one_pass_rendition(
+    info: ImageInfo,
+    header: Any,
+    specs: Mapping[str, RenditionSpec],
+    scales: Mapping[str, float],
+    load: Mapping[str, Any],
+) -> str | None:
+    """The full-size JPEG rendition `onepass` can make along with the reduced copy, if the
+    original is a JPEG it needs to do nothing to but re-encode: upright, and sRGB or
+    untagged (the one pass converts no colours)."""
+    if not onepass.AVAILABLE or info.format != "jpeg" or orientation(header) != 1:
+        return None
+    if "output_profile" in load:
+        return None
+    return next(
+        (
+            name
+            for name, spec in specs.items()
+            if scales[name] >= 1 and spec.fit == "inside" and spec.format == "jpeg"
+        ),
+        None,
+    )
+
+
+def _decode_reduced(
+    source: Path,
+    info: ImageInfo,
+    shrink: int,
+    box: tuple[int, int],
+    load: dict[str, Any],
+    full: str | None,
+    specs: Mapping[str, RenditionSpec],
+) -> tuple[Any, dict[str, Encoded]]:
+    """The image brought down to fit `box`, and the full-size rendition `full` if the one
+    pass made it along the way."""
+    box_w, box_h = box
+    if full is not None and shrink > 1:
+        quality = specs[full].quality
+        made = onepass.decode_once(
+            source, quality=quality, shrink=shrink,
+            optimize_coding=_optimize_coding(info.width * info.height),
+        )  # fmt: skip
+        if made is not None:
+            base = made.reduced.thumbnail_image(box_w, height=box_h, size="down")
+            return base, {full: Encoded(made.jpeg, info.width, info.height)}
+    return _reduced_base(source, info.format, shrink, box_w, box_h, load), {}
+
+
+def _dct_shrink(scale: float) -> int:
+    """The largest JPEG DCT scaling (1/8, 1/4, 1/2) that still leaves `scale` to do."""
+    return max((k for k in (8, 4, 2, 1) if k * scale <= 1), default=1)
+
+
 def _reduced_base(
-    source: Path, fmt: str, scale: float, box_w: int, box_h: int, load: dict[str, Any]
+    source: Path, fmt: str, shrink: int, box_w: int, box_h: int, load: dict[str, Any]
 ) -> Any:
     """The image brought down to fit the box, decoded at the smallest size that allows.
 
@@ -137,7 +209,6 @@ def _reduced_base(
     Decoding at 1/4 (the DCT scaling already filters like a resize would) and resizing
     the remaining factor of ~1.5 with Lanczos 3 costs ~20 % less, for renditions
     that cannot be told apart at their size; sharp does the same by default."""
-    shrink = max((k for k in (8, 4, 2, 1) if k * scale <= 1), default=1)
     if fmt != "jpeg" or shrink == 1:
         return pyvips.Image.thumbnail(str(source), box_w, height=box_h, size="down", **load)
     loader_options = {k: v for k, v in load.items() if k in _LOADER_OPTIONS}
@@ -222,20 +293,24 @@ def _tag_text(tag: bytes) -> str:
 def _save(image: Any, name: str, spec: RenditionSpec, out_dir: Path, avif_effort: int) -> Rendered:
     """Encode to bytes first: a libvips error is then always about the image, while
     a disk error surfaces as OSError. The file appears under its name only complete."""
-    if spec.format == "jpeg" and image.hasalpha():
-        image = image.flatten(background=[255])
-    data = _encode(image, spec, avif_effort)
+    encoded = image if isinstance(image, Encoded) else _encode(image, spec, avif_effort)
     path = out_dir / f"{name}.{extension(spec.format)}"
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
+    partial.write_bytes(encoded.data)
     os.replace(partial, path)
-    return Rendered(name, path, spec.format, image.width, image.height, len(data))
+    return Rendered(name, path, spec.format, encoded.width, encoded.height, len(encoded.data))
 
 
-def _encode(image: Any, spec: RenditionSpec, avif_effort: int) -> bytes:
+def _optimize_coding(pixels: int) -> bool:
+    return pixels <= _OPTIMIZE_CODING_MAX_PIXELS
+
+
+def _encode(image: Any, spec: RenditionSpec, avif_effort: int) -> Encoded:
+    if spec.format == "jpeg" and image.hasalpha():
+        image = image.flatten(background=[255])
     # keep="none": savers copy EXIF, GPS, XMP and comments by default.
     if spec.format == "jpeg":
-        small = image.width * image.height <= _OPTIMIZE_CODING_MAX_PIXELS
+        small = _optimize_coding(image.width * image.height)
         data = image.jpegsave_buffer(Q=spec.quality, keep="none", optimize_coding=small)
     elif spec.format == "webp":
         data = image.webpsave_buffer(Q=spec.quality, keep="none")
@@ -245,4 +320,4 @@ def _encode(image: Any, spec: RenditionSpec, avif_effort: int) -> bytes:
         data = image.heifsave_buffer(
             compression="av1", Q=spec.quality, effort=avif_effort, bitdepth=8, keep="none"
         )
-    return bytes(data)
+    return Encoded(bytes(data), image.width, image.height)

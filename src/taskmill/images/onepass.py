@@ -1,0 +1,67 @@
+"""One decode of a JPEG for two renditions: the full-size one and a reduced base.
+
+libvips decodes a JPEG once per output pipeline and cannot feed one decode to two, so the
+default renditions (a full-size `compressed` plus smaller ones) cost two decodes, each
+paying the entropy decoding of the whole file. The C extension `_jpeg_onepass` decodes once,
+strip by strip in libjpeg's raw YCbCr mode, and sends each strip both to a JPEG encoder and
+into a box-filter reduction; it holds a few strips, never the image. 12 MP: 68 ms against
+99 ms for libvips' two decodes (bench/README.md has the measurement).
+
+It takes only plain files: 8-bit YCbCr with common chroma sampling. Anything else, any
+libjpeg warning (damaged data), or an install built without libjpeg's headers: `None`, and
+the caller takes the general libvips path, which then decides what the file is worth.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyvips
+
+log = logging.getLogger("taskmill.images")
+
+
+def _extension() -> Callable[[Any, int, int, bool], tuple[bytes, bytes, int, int]] | None:
+    try:
+        from taskmill.images._jpeg_onepass import reencode_and_reduce
+    except ImportError:  # installed without libjpeg's headers: the extension is optional
+        return None
+    return reencode_and_reduce
+
+
+reencode_and_reduce = _extension()
+AVAILABLE = reencode_and_reduce is not None
+
+
+@dataclass(frozen=True, slots=True)
+class OnePass:
+    """The full-size image, encoded, and the reduced copy (lazy pyvips image, sRGB)."""
+
+    jpeg: bytes
+    reduced: Any
+
+
+def decode_once(
+    source: Path, *, quality: int, shrink: int, optimize_coding: bool
+) -> OnePass | None:
+    """Re-encode `source` at full size as a baseline 4:2:0 JPEG of `quality` with no
+    metadata, and reduce it by `shrink` (box filter), from one decode. `None` when the
+    file is not one this path takes."""
+    if reencode_and_reduce is None:
+        return None
+    try:
+        with (
+            source.open("rb") as file,
+            mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data,
+        ):
+            jpeg, rgb, width, height = reencode_and_reduce(data, quality, shrink, optimize_coding)
+    except (ValueError, OSError) as exc:
+        log.debug("one-pass JPEG path declined %s: %s", source, exc)
+        return None
+    reduced = pyvips.Image.new_from_memory(rgb, width, height, 3, "uchar")
+    return OnePass(jpeg, reduced.copy(interpretation="srgb"))
