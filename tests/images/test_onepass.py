@@ -66,6 +66,12 @@ def edges_error(a: Image.Image, b: Image.Image) -> float:
     return max(sum(ImageStat.Stat(d).mean) / 3 for d in diffs)
 
 
+def tables(image: Image.Image) -> dict[int, list[int]]:
+    """A JPEG's quantization tables."""
+    assert isinstance(image, JpegImagePlugin.JpegImageFile)
+    return {k: list(v) for k, v in image.quantization.items()}
+
+
 def decoded(path: Path) -> Image.Image:
     image = Image.open(path)
     image.load()
@@ -89,7 +95,7 @@ def test_full_size_jpeg_matches_a_plain_reencode(
     assert (out.format, out.mode, out.size) == ("JPEG", "RGB", size)
     assert JpegImagePlugin.get_sampling(out) == 2
     assert not out.info.get("progressive")
-    assert out.quantization == decoded(reference).quantization
+    assert tables(out) == tables(decoded(reference))
     assert not {"exif", "icc_profile", "comment"} & out.info.keys()
     # As faithful to the original as Pillow's own re-encode, edges included.
     assert psnr(out, original) >= psnr(decoded(reference), original) - 0.5
