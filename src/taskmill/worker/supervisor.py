@@ -171,11 +171,14 @@ class Supervisor:
         self._consume_signals()
         self.check_children(respawn=self.phase is Phase.RUNNING)
         self._enforce_deadlines()
-        self._flush()
-        self._housekeeping()  # while draining too: leases of finishing jobs must not lapse
+        # Claim before handing outcomes to the writer thread: the child that just reported
+        # is idle until then, and on SQLite a claim that meets the writer's commit waits
+        # out the busy handler's first sleep (1 ms or more).
         if self.phase is Phase.RUNNING:
             self._claim()
-        elif self.phase is Phase.DRAINING:
+        self._flush()
+        self._housekeeping()  # while draining too: leases of finishing jobs must not lapse
+        if self.phase is Phase.DRAINING:
             self._drain_progress()
 
     def _wait(self, timeout_s: float) -> None:
