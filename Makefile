@@ -6,17 +6,21 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test test-system-packages lint format bench bench-api bench-images bench-tools clean
 
-$(STAMP): pyproject.toml constraints.txt src/taskmill/images/_jpeg_onepass.c
+$(STAMP): pyproject.toml setup.py constraints.txt src/taskmill/images/_jpeg_onepass.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@$(BIN)/python -c 'import taskmill.images.onepass as o; o.AVAILABLE or print("note: built \
+	without libjpeg headers (apt-get install libjpeg-dev, then make clean): plain JPEGs \
+	take the slower two-decode path")'
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/taskmill up
 
-# The suite drives a real S3 server (Ceph RGW) and a real browser (Chromium).
-test: $(STAMP) test-system-packages
+# The suite drives a real S3 server (Ceph RGW) and a real browser (Chromium), and checks
+# the JPEG extension (libjpeg's headers): system packages first, so the build finds them.
+test: test-system-packages $(STAMP)
 	$(BIN)/pytest
 
 test-system-packages:
@@ -50,3 +54,4 @@ bench-images: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
+	find src -name "*.so" -delete

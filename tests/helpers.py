@@ -71,9 +71,12 @@ def near(value: datetime, expected: datetime, slack: timedelta = CLOCK_SLACK) ->
     return abs(value - expected) <= slack
 
 
-def claim_one(store: Store, worker_id: str = "w1", lease_s: float = 60) -> Job:
-    """Claim the next job and return it as now stored (running, attempt counted)."""
-    jobs = store.claim_jobs(worker_id=worker_id, queues=None, limit=1, lease_s=lease_s)
+def claim_one(
+    store: Store, worker_id: str = "w1", lease_s: float = 60, queues: Sequence[str] | None = None
+) -> Job:
+    """Claim the next job (of `queues`, or any) and return it as now stored (running,
+    attempt counted)."""
+    jobs = store.claim_jobs(worker_id=worker_id, queues=queues, limit=1, lease_s=lease_s)
     assert len(jobs) == 1
     stored = store.get_job(jobs[0].id)
     assert stored is not None

@@ -198,8 +198,11 @@ def test_an_image_whose_job_failed_without_it_is_settled_once_with_its_webhook(
     assert payload["error"] == "TimeoutError: job timed out after 300s"
     assert images.settle() == 0 and len(deliveries(app)) == 1
 
-    # Retried by hand, it completes after all, and says so.
+    # Retried by hand, it is pending again, then running, and completes after all.
     app.retry(image.job_id)
+    assert (images.get(image.id).status, images.get(image.id).error) == (ImageStatus.PENDING, None)
+    assert claim_one(app.store, queues=["images"]).id == image.job_id
+    assert images.get(image.id).status is ImageStatus.RUNNING
     images.process(image.id)
     assert images.get(image.id).status is ImageStatus.COMPLETED
     assert [event for event, _ in deliveries(app)] == ["image.failed", "image.completed"]
