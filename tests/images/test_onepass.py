@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageStat, JpegImagePlugin
+from PIL import Image, ImageChops, ImageDraw, ImageOps, ImageStat, JpegImagePlugin
 
 from taskmill.images import onepass
 from taskmill.images.processing import render
@@ -122,6 +122,43 @@ def test_reduced_copy_is_the_box_filtered_original(
     assert edges_error(reduced, expected) <= 4
 
 
+def oriented(path: Path, size: tuple[int, int], orientation: int) -> Path:
+    """A scene stored as a camera does: pixels as the sensor read them, and an EXIF
+    orientation saying how to turn them for display."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return scene(path, size, quality=95, subsampling=2, exif=exif)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("size", [(333, 203), (640, 480)])
+def test_an_exif_orientation_is_applied_to_both_outputs(
+    tmp_path: Path, orientation: int, size: tuple[int, int]
+) -> None:
+    source = oriented(tmp_path / "in.jpg", size, orientation)
+    upright = ImageOps.exif_transpose(decoded(source))
+    made = onepass.decode_once(
+        source, quality=75, shrink=4, optimize_coding=False, orientation=orientation
+    )
+    assert made is not None
+    (tmp_path / "out.jpg").write_bytes(made.jpeg)
+    out = decoded(tmp_path / "out.jpg")
+    assert out.size == upright.size
+    assert not out.getexif()  # upright now: no orientation left to apply
+    reference = tmp_path / "reference.jpg"
+    upright.save(reference, "JPEG", quality=75, subsampling=2)
+    assert psnr(out, upright) >= psnr(decoded(reference), upright) - 0.5
+    assert edges_error(out, upright) <= edges_error(decoded(reference), upright) + 2
+    reduced = Image.frombytes(
+        "RGB", (made.reduced.width, made.reduced.height), made.reduced.write_to_memory()
+    )
+    # Reduced as stored, then turned: the same as the upright image reduced, where the
+    # boxes line up (640x480 divides by 4); within a box's offset at the edges otherwise.
+    expected = upright.reduce(4)
+    assert reduced.size == expected.size
+    assert psnr(reduced, expected) >= (38 if size == (640, 480) else 28)
+
+
 def test_a_progressive_jpeg_takes_the_one_pass(tmp_path: Path) -> None:
     source = scene(tmp_path / "in.jpg", (800, 600), quality=90, progressive=True)
     made = onepass.decode_once(source, quality=60, shrink=4, optimize_coding=True)
@@ -150,12 +187,15 @@ def test_other_files_are_left_to_libvips(tmp_path: Path, make: fixtures.Maker) -
     assert onepass.decode_once(source, quality=60, shrink=4, optimize_coding=False) is None
 
 
+@pytest.mark.parametrize("orientation", [1, 6])
 def test_render_makes_the_full_size_rendition_in_the_one_pass(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, orientation: int
 ) -> None:
-    source = scene(tmp_path / "in.jpg", (2400, 1600), quality=92, subsampling=2)
+    source = oriented(tmp_path / "in.jpg", (2400, 1600), orientation)
     result = render(source, DEFAULT_RENDITIONS, tmp_path / "one", max_pixels=LIMIT)
-    made = onepass.decode_once(source, quality=60, shrink=2, optimize_coding=False)
+    made = onepass.decode_once(
+        source, quality=60, shrink=2, optimize_coding=False, orientation=orientation
+    )
     assert made is not None
     assert result["compressed"].path.read_bytes() == made.jpeg
     # The same renditions as libvips' two decodes make, to the eye.

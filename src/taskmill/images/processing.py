@@ -9,7 +9,7 @@ How the work is split (measured on a 24 MP JPEG, one libvips thread):
   full image is never held in memory unless EXIF orientation forces a rotation.
 A decode costs at least the entropy decoding of the whole file whatever the shrink, so
 what saves time is the number of decodes: two for the default renditions, not three; and
-one for a plain upright JPEG, where `onepass` makes the full-size JPEG rendition and the
+one for a plain JPEG, where `onepass` makes the full-size JPEG rendition and the
 shared reduced copy from a single decode.
 """
 
@@ -131,8 +131,10 @@ def _build(
         top = max(scales[name] for name in reduced)
         # Upright box; thumbnail swaps it itself for an EXIF-rotated image.
         box = max(1, round(width * top)), max(1, round(height * top))
-        full = _one_pass_rendition(info, header, specs, scales, load)
-        base, encoded = _decode_reduced(source, info, _dct_shrink(top), box, load, full, specs)
+        full = _one_pass_rendition(info, specs, scales, load)
+        base, encoded = _decode_reduced(
+            source, info, header, _dct_shrink(top), box, load, full, specs
+        )
         images.update(encoded)
         base = base.copy_memory()  # decoded once, read by every reduced rendition
         images.update({name: _fit(base, specs[name]) for name in reduced})
@@ -148,17 +150,13 @@ def _build(
 
 def _one_pass_rendition(
     info: ImageInfo,
-    header: Any,
     specs: Mapping[str, RenditionSpec],
     scales: Mapping[str, float],
     load: Mapping[str, Any],
 ) -> str | None:
     """The full-size JPEG rendition `onepass` can make along with the reduced copy, if the
-    original is a JPEG it needs to do nothing to but re-encode: upright, and sRGB or
-    untagged (the one pass converts no colours)."""
-    if not onepass.AVAILABLE or info.format != "jpeg" or orientation(header) != 1:
-        return None
-    if "output_profile" in load:
+    original is a JPEG in sRGB or untagged (the one pass converts no colours)."""
+    if not onepass.AVAILABLE or info.format != "jpeg" or "output_profile" in load:
         return None
     return next(
         (
@@ -173,6 +171,7 @@ def _one_pass_rendition(
 def _decode_reduced(
     source: Path,
     info: ImageInfo,
+    header: Any,
     shrink: int,
     box: tuple[int, int],
     load: dict[str, Any],
@@ -187,6 +186,7 @@ def _decode_reduced(
         made = onepass.decode_once(
             source, quality=quality, shrink=shrink,
             optimize_coding=_optimize_coding(info.width * info.height),
+            orientation=orientation(header),
         )  # fmt: skip
         if made is not None:
             base = made.reduced.thumbnail_image(box_w, height=box_h, size="down")
