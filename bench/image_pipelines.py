@@ -11,10 +11,11 @@ from pathlib import Path
 RENDITIONS = {"resized": (1024, 1024), "thumbnail": (300, 300)}
 
 
-def make_photo(path: Path, width: int, height: int) -> Path:
+def make_photo(path: Path, width: int, height: int, orientation: int = 1) -> Path:
     """A photo-like JPEG, q90 as cameras save: smooth structure at several scales (Perlin
     noise, three octaves per channel) with sensor-like grain, so it compresses like a photo
-    (a few bytes per pixel's worth of detail), neither a flat colour nor pure noise."""
+    (a few bytes per pixel's worth of detail), neither a flat colour nor pure noise. With
+    an EXIF `orientation` other than 1, stored as a phone stores a portrait: turned."""
     import pyvips
 
     def channel(cell: int) -> pyvips.Image:
@@ -24,6 +25,8 @@ def make_photo(path: Path, width: int, height: int) -> Path:
     image = channel(512).bandjoin([channel(384), channel(256)])
     grain = pyvips.Image.gaussnoise(width, height, sigma=6)
     photo = ((image + 1) * 127.5 + grain).cast("uchar").copy(interpretation="srgb")
+    if orientation != 1:
+        photo.set_type(pyvips.GValue.gint_type, "orientation", orientation)
     photo.jpegsave(str(path), Q=90)
     return path
 
@@ -48,6 +51,18 @@ def naive_pillow(source: str) -> int:
             out.save(buffer, "JPEG", quality=60 if name == "compressed" else 85)
             written += buffer.tell()
     return written
+
+
+def bare_pipeline_libvips(source: str) -> int:
+    """The bare pipeline with the one-pass JPEG extension off (as installed without
+    libjpeg's headers): libvips alone, two decodes. Returns bytes written."""
+    from taskmill.images import onepass
+
+    onepass.AVAILABLE, saved = False, onepass.AVAILABLE
+    try:
+        return bare_pipeline(source)
+    finally:
+        onepass.AVAILABLE = saved
 
 
 def bare_pipeline(source: str) -> int:

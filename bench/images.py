@@ -1,20 +1,23 @@
 """The image benchmark: 12 MP and 24 MP JPEGs through the whole system (HTTP upload ->
 worker with two children -> three renditions stored), next to baselines run in the same run:
 
-    python -m bench.images [--count N] [--rounds R] [--quick]
+    python -m bench.images [--count N] [--rounds R] [--orientation O] [--quick]
 
 - naive Pillow: open, resize from full size for each rendition, save (what a first version
   of an image service does), in two processes, like the worker's two children;
 - the bare pipeline: taskmill's own rendering (taskmill.images.processing.render), in two
-  processes, with no queue, storage or records around it;
+  processes, with no queue, storage or records around it; and the same with the one-pass
+  JPEG extension off (libvips alone), to show what the extension brings;
 - the whole system: `taskmill api` and `taskmill worker -c 2` on SQLite and a local media
   folder; images/s from the first upload to the last image completed;
 - the worker alone: the same worker stopped (SIGSTOP) while the images are uploaded, then
   let go; images/s from the jobs' own records, first start to last finish. Its time over
   the bare pipeline's is the system's overhead (queue, storage, records).
 
-The four run in alternating rounds (R, default 3) and each ratio is the median of the
-rounds' ratios: a shared machine's speed drifts by tens of percent over a minute.
+They run in alternating rounds (R, default 3) and each ratio is the median of the rounds'
+ratios: a shared machine's speed drifts by tens of percent over a minute. `--orientation 6`
+stores the photos as phones store portraits (EXIF-rotated); naive Pillow ignores that and
+does less work than it should.
 
 Memory: peak RSS of one process making the renditions of one 24 MP image (naive Pillow, the
 bare pipeline) and the peak RSS (VmHWM) of the worker's children after the 24 MP run.
@@ -56,7 +59,7 @@ from bench.common import (
     taskmill_script,
     write_json,
 )
-from bench.image_pipelines import bare_pipeline, make_photo, naive_pillow
+from bench.image_pipelines import bare_pipeline, bare_pipeline_libvips, make_photo, naive_pillow
 
 SIZES = {"12 MP": (4240, 2832), "24 MP": (6000, 4000)}
 PARALLEL = 2  # the worker runs -c 2; the baselines get the same two processes
@@ -76,7 +79,7 @@ def baseline_pool(source: Path) -> Iterator[ProcessPoolExecutor]:
     once for each baseline (imports, first decode)."""
     ctx = get_context("spawn")
     with ProcessPoolExecutor(PARALLEL, mp_context=ctx, initializer=_pool_init) as pool:
-        for fn in (naive_pillow, bare_pipeline):
+        for fn in (naive_pillow, bare_pipeline, bare_pipeline_libvips):
             list(pool.map(fn, [str(source)] * PARALLEL))
         yield pool
 
@@ -248,11 +251,14 @@ def measure(
             system.start_worker()
             system.wait_completed(warm_up)
         # Alternating rounds, so that drift on a shared machine hits all four alike.
-        label = f"{size}: naive Pillow / bare pipeline / worker alone / whole system"
-        runs: dict[str, list[float]] = {"naive": [], "bare": [], "worker": [], "whole": []}
+        label = f"{size}: naive Pillow / bare pipeline (and libvips alone) / worker / whole"
+        runs: dict[str, list[float]] = {
+            "naive": [], "bare": [], "libvips": [], "worker": [], "whole": []
+        }  # fmt: skip
         measures: dict[str, Callable[[], float]] = {
             "naive": lambda: images_per_s(pool, naive_pillow, source, count),
             "bare": lambda: images_per_s(pool, bare_pipeline, source, count),
+            "libvips": lambda: images_per_s(pool, bare_pipeline_libvips, source, count),
             "worker": lambda: system.worker_alone(source, count),
             "whole": lambda: system.end_to_end(source, count),
         }
@@ -265,8 +271,8 @@ def measure(
     with reporter.step(f"{size}: peak memory of one image"):
         naive_peak = peak_rss_mib("naive_pillow", source)
         bare_peak = peak_rss_mib("bare_pipeline", source)
-    naive, bare, worker_rate, whole = (
-        median(runs[k]) for k in ("naive", "bare", "worker", "whole")
+    naive, bare, libvips, worker_rate, whole = (
+        median(runs[k]) for k in ("naive", "bare", "libvips", "worker", "whole")
     )
     speedup = paired_ratio(runs["whole"], runs["naive"])
     worker_share = paired_ratio(runs["worker"], runs["bare"])
@@ -275,6 +281,10 @@ def measure(
         Row("naive Pillow", f"{naive:.2f} images/s"),
         Row("bare pipeline", f"{bare:.2f} images/s", f"{naive:.2f}",
             paired_ratio(runs["bare"], runs["naive"])),
+        Row("bare pipeline, libvips alone (one-pass JPEG off)", f"{libvips:.2f} images/s",
+            f"{naive:.2f}", paired_ratio(runs["libvips"], runs["naive"])),
+        Row("one pass over libvips alone", f"{bare:.2f} images/s", f"{libvips:.2f}",
+            paired_ratio(runs["bare"], runs["libvips"])),
         Row("whole system", f"{whole:.2f} images/s", f"{naive:.2f}", speedup, ">= 300 %",
             speedup >= 3.0),
         Row("worker (queue + storage + records + render)", f"{worker_rate:.2f} images/s",
@@ -297,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=12, help="images per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    parser.add_argument(
+        "--orientation", type=int, default=1, choices=range(1, 9), metavar="O",
+        help="EXIF orientation of the photos (6: a phone's portrait)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="4 images, 1 round")
     args = parser.parse_args(argv)
     count = 4 if args.quick else args.count
@@ -306,15 +320,19 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "count": count,
         "rounds": rounds,
+        "orientation": args.orientation,
         "sizes": {},
     }
     with scratch_dir("taskmill-bench-images-") as root, Reporter(console) as reporter:
         for size, (width, height) in SIZES.items():
             with reporter.step(f"{size}: making a {width}x{height} photo-like JPEG"):
-                source = make_photo(root / f"{size.replace(' ', '')}.jpg", width, height)
+                name = f"{size.replace(' ', '')}.jpg"
+                source = make_photo(root / name, width, height, args.orientation)
             rows = measure(size, source, count, rounds, reporter, root)
             results["sizes"][size] = {"bytes": source.stat().st_size, "rows": rows}
-            console.print(results_table(f"images, {size} ({source.stat().st_size:,} bytes)", rows))
+            turned = f", EXIF orientation {args.orientation}" if args.orientation != 1 else ""
+            title = f"images, {size} ({source.stat().st_size:,} bytes{turned})"
+            console.print(results_table(title, rows))
     path = write_json(results, "images")
     console.print(f"results: {path}")
     failed = [r for s in results["sizes"].values() for r in s["rows"] if r.passed is False]

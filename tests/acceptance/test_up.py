@@ -149,5 +149,6 @@ def test_up_with_demo_seeds_jobs_that_start_running(start_up: Any) -> None:
         lambda: (s := httpx.get(f"{up.url}/api/stats").json())["totals"]["completed"] and s,
         timeout_s=30, what="a demo job completed",
     )  # fmt: skip
-    assert {q["queue"] for q in stats["queues"]} == {"high", "low"}
+    # The demo's queues; `images` too when the built-in minutely images.settle fired meanwhile.
+    assert {"high", "low"} <= {q["queue"] for q in stats["queues"]} <= {"high", "low", "images"}
     assert stats["workers_online"] == 1

@@ -5,7 +5,7 @@ default renditions (a full-size `compressed` plus smaller ones) cost two decodes
 paying the entropy decoding of the whole file. The C extension `_jpeg_onepass` decodes once,
 strip by strip in libjpeg's raw YCbCr mode, and sends each strip both to a JPEG encoder and
 into a box-filter reduction; it holds a few strips, never the image. 12 MP: 68 ms against
-99 ms for libvips' two decodes (bench/README.md has the measurement).
+99 ms for libvips' two decodes (docs/benchmarks.md).
 
 An EXIF rotation or flip is applied: the full-size output is kept whole at 4:2:0 until the
 decode ends (36 MB at 24 MP, half of what libvips holds to turn an RGB image), and the
