@@ -457,18 +457,35 @@ upright_rows(Buffers *b, int i, int orientation, int top, int count, int padded)
     ptrdiff_t origin = (t.flip_x ? w - 1 : 0) + (t.flip_y ? (ptrdiff_t)(h - 1) * w : 0);
     ptrdiff_t step_x = t.swap ? down : across, step_y = t.swap ? across : down;
     const unsigned char *plane = b->whole[i];
+    JSAMPROW *rows = b->upright_rows[i];
+    ptrdiff_t offsets[BATCH];
     for (int r = 0; r < count; r++) {
-        unsigned char *row = b->upright_rows[i][r];
-        int y = min_int(top + r, up_h - 1);
-        if (blend_x || blend_y) {
-            upright_chroma_row(plane, w, h, t, blend_x, blend_y, y, up_w, row);
-        } else {
-            ptrdiff_t p = origin + y * step_y;
-            for (int x = 0; x < up_w; x++, p += step_x) {
-                row[x] = plane[p];
+        offsets[r] = origin + min_int(top + r, up_h - 1) * step_y;
+    }
+    if (blend_x || blend_y) {
+        for (int r = 0; r < count; r++) {
+            int y = min_int(top + r, up_h - 1);
+            upright_chroma_row(plane, w, h, t, blend_x, blend_y, y, up_w, rows[r]);
+        }
+    } else if (t.swap) {
+        /* The strip's rows are neighbouring stored columns: read each stored row's few
+         * neighbouring bytes at once, not one stored column (a cache line a pixel) at a time. */
+        for (int x = 0; x < up_w; x++) {
+            ptrdiff_t p = x * step_x;
+            for (int r = 0; r < count; r++) {
+                rows[r][x] = plane[p + offsets[r]];
             }
         }
-        memset(row + up_w, row[up_w - 1], (size_t)(padded - up_w));
+    } else {
+        for (int r = 0; r < count; r++) {
+            ptrdiff_t p = offsets[r];
+            for (int x = 0; x < up_w; x++, p += step_x) {
+                rows[r][x] = plane[p];
+            }
+        }
+    }
+    for (int r = 0; r < count; r++) {
+        memset(rows[r] + up_w, rows[r][up_w - 1], (size_t)(padded - up_w));
     }
 }
 
