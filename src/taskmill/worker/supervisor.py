@@ -171,14 +171,18 @@ class Supervisor:
         self._consume_signals()
         self.check_children(respawn=self.phase is Phase.RUNNING)
         self._enforce_deadlines()
-        # Claim before handing outcomes to the writer thread: the child that just reported
-        # is idle until then, and on SQLite a claim that meets the writer's commit waits
-        # out the busy handler's first sleep (1 ms or more).
-        if self.phase is Phase.RUNNING:
+        # An idle child waits on the claim: claim before handing outcomes to the writer
+        # thread (on SQLite a claim that meets the writer's commit waits out the busy
+        # handler's first sleep, 1 ms or more). Children with jobs queued wait on nothing,
+        # and with short jobs the writer is the bottleneck: outcomes first then.
+        claim_first = self.phase is Phase.RUNNING and self._has_idle_child()
+        if claim_first:
             self._claim()
         self._flush()
         self._housekeeping()  # while draining too: leases of finishing jobs must not lapse
-        if self.phase is Phase.DRAINING:
+        if self.phase is Phase.RUNNING and not claim_first:
+            self._claim()
+        elif self.phase is Phase.DRAINING:
             self._drain_progress()
 
     def _wait(self, timeout_s: float) -> None:
@@ -250,6 +254,9 @@ class Supervisor:
         self.avg_job_s = took if self.avg_job_s is None else 0.9 * self.avg_job_s + 0.1 * took
         if not child.assigned and self._spent(child):
             self._recycle(child, f"{child.jobs_done} jobs, {child.rss_mib():.0f} MiB resident")
+
+    def _has_idle_child(self) -> bool:
+        return any(c.ready and not c.assigned for c in self.children.values())
 
     def _spent(self, child: ChildHandle) -> bool:
         """A child due for replacement takes no more work and is recycled once idle."""
