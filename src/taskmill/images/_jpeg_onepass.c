@@ -113,6 +113,12 @@ typedef struct {
     int step_x[3], step_y[3]; /* 1 or 2: luma pixels per sample */
     int shift_x[3];           /* log2(step_x): shifts, not divisions, in the pixel loops */
     int real_width[3], real_height[3];
+    size_t row_width[3];
+    /* 1 when the 4:2:0 luma pairs start one pixel in, (0), (1, 2), (3, 4)...: a flip across
+     * an odd width (pair_x) or height (pair_y) then turns them into the upright image's
+     * pairs (0, 1), (2, 3)... exactly */
+    int pair_x, pair_y;
+    unsigned char *previous[3]; /* the previous batch's last chroma row, for pair_y */
     /* output chroma (4:2:0) rows of one batch */
     JSAMPROW chroma_rows[2][BATCH / 2];
     unsigned char *chroma_planes[2];
@@ -138,6 +144,7 @@ free_buffers(Buffers *b)
     for (int i = 0; i < 3; i++) {
         free(b->whole[i]);
         free(b->upright_planes[i]);
+        free(b->previous[i]);
     }
     free(b->sums);
 }
@@ -182,8 +189,10 @@ allocate(j_decompress_ptr d, Buffers *b, int out_chroma_width, int reduced_width
         jpeg_component_info *c = &d->comp_info[i];
         size_t width = (size_t)d->MCUs_per_row * c->h_samp_factor * DCTSIZE;
         int rows = BATCH / b->step_y[i];
+        b->row_width[i] = width;
         b->planes[i] = malloc(width * rows);
-        if (!b->planes[i]) {
+        b->previous[i] = malloc(width);
+        if (!b->planes[i] || !b->previous[i]) {
             return 0;
         }
         for (int r = 0; r < rows; r++) {
@@ -213,23 +222,37 @@ read_batch(j_decompress_ptr d, Buffers *b)
         for (int i = 0; i < 3; i++) {
             planes[i] = &b->rows[i][read / b->step_y[i]];
         }
-        read += (int)jpeg_read_raw_data(d, planes, (JDIMENSION)per_read);
+        int got = (int)jpeg_read_raw_data(d, planes, (JDIMENSION)per_read);
+        if (got == 0) { /* only a suspending data source returns nothing */
+            break;
+        }
+        read += got;
     }
     return read;
 }
 
+/* The stored chroma row of `comp` under luma row y (clamped to the image): one of this
+ * batch's rows, or the previous batch's last. */
+static const unsigned char *
+chroma_row(Buffers *b, int comp, int y, int top)
+{
+    int sy = b->step_y[comp];
+    int row = (y < 0 ? 0 : min_int(y, b->real_height[0] - 1)) / sy;
+    return row < top / sy ? b->previous[comp] : b->rows[comp][row - top / sy];
+}
+
 /* A chroma plane of the batch at 4:2:0: each output sample averages the input samples
- * that cover its 2x2 luma pixels; beyond the image's edge the last real sample repeats. */
+ * that cover its pair of luma pixels in each direction; beyond the image's edges the last
+ * real sample repeats. */
 static void
 to_half_chroma(Buffers *b, int comp, int out, int top, int out_width)
 {
-    int sy = b->step_y[comp], shift = b->shift_x[comp];
-    int first_row = top / sy, last_row = b->real_height[comp] - 1;
-    int inside = min_int(out_width, ((b->real_width[comp] << shift) - 1) / 2);
+    int shift = b->shift_x[comp], px = b->pair_x, py = b->pair_y;
+    int inside = px ? 0 : min_int(out_width, ((b->real_width[comp] << shift) - 1) / 2);
+    int last = b->real_width[comp] - 1;
     for (int r = 0; r < BATCH / 2; r++) {
-        const unsigned char *a = b->rows[comp][min_int((top + 2 * r) / sy, last_row) - first_row];
-        const unsigned char *c =
-            b->rows[comp][min_int((top + 2 * r + 1) / sy, last_row) - first_row];
+        const unsigned char *a = chroma_row(b, comp, top + 2 * r - py, top);
+        const unsigned char *c = chroma_row(b, comp, top + 2 * r + 1 - py, top);
         unsigned char *o = b->chroma_rows[out][r];
         int x = 0;
         if (shift) { /* already half width: average the two rows */
@@ -242,11 +265,21 @@ to_half_chroma(Buffers *b, int comp, int out, int top, int out_width)
                                         (x & 1)) >> 2);
             }
         }
-        int last = b->real_width[comp] - 1;
-        for (; x < out_width; x++) { /* the right edge */
-            int x0 = min_int((2 * x) >> shift, last), x1 = min_int((2 * x + 1) >> shift, last);
+        for (; x < out_width; x++) { /* the right edge, or every column for pair_x */
+            int x0 = min_int((2 * x - px < 0 ? 0 : 2 * x - px) >> shift, last);
+            int x1 = min_int((2 * x + 1 - px) >> shift, last);
             o[x] = (unsigned char)((a[x0] + a[x1] + c[x0] + c[x1] + 1 + (x & 1)) >> 2);
         }
+    }
+}
+
+/* For pair_y: keep the batch's last chroma rows, which the next batch's first pairs share. */
+static void
+remember_last_rows(Buffers *b, int top, int height)
+{
+    int last = min_int(top + BATCH, height) - 1;
+    for (int comp = 1; comp < 3; comp++) {
+        memcpy(b->previous[comp], chroma_row(b, comp, last, top), b->row_width[comp]);
     }
 }
 
@@ -315,7 +348,7 @@ static void
 to_rgb(unsigned char *o, int y, int u, int v)
 {
     int r = y + ((FIX(1.402) * v + 32768) >> 16);
-    int g = y - ((FIX(0.344136) * u + FIX(0.714136) * v - 32768) >> 16);
+    int g = y + ((-FIX(0.344136) * u - FIX(0.714136) * v + 32768) >> 16);
     int b = y + ((FIX(1.772) * u + 32768) >> 16);
     o[0] = (unsigned char)(r < 0 ? 0 : r > 255 ? 255 : r);
     o[1] = (unsigned char)(g < 0 ? 0 : g > 255 ? 255 : g);
@@ -427,22 +460,6 @@ turn_of(int orientation)
     return t;
 }
 
-/* One upright chroma row whose flip crosses an odd luma size: every stored chroma sample
- * covers luma pixels (2j, 2j+1), so flipped, the luma pair of an upright sample straddles
- * two stored samples; it takes their mean (one luma pixel of misplaced colour otherwise). */
-static void
-upright_chroma_row(const unsigned char *plane, int w, int h, Turn t, int blend_x, int blend_y,
-                   int y, int up_w, unsigned char *row)
-{
-    for (int x = 0; x < up_w; x++) {
-        int u = t.swap ? y : x, v = t.swap ? x : y;
-        int sx = t.flip_x ? w - 1 - u : u, sy = t.flip_y ? h - 1 - v : v;
-        int nx = blend_x && sx > 0 ? sx - 1 : sx, ny = blend_y && sy > 0 ? sy - 1 : sy;
-        row[x] = (unsigned char)((plane[sy * w + sx] + plane[sy * w + nx] + plane[ny * w + sx] +
-                                  plane[ny * w + nx] + 2) >> 2);
-    }
-}
-
 /* Rows [top, top + count) of plane i turned upright, padded on the right (and past the
  * bottom) with copies of the last pixel. */
 static void
@@ -451,7 +468,6 @@ upright_rows(Buffers *b, int i, int orientation, int top, int count, int padded)
     Turn t = turn_of(orientation);
     int w = b->whole_width[i], h = b->whole_height[i];
     int up_w = t.swap ? h : w, up_h = t.swap ? w : h;
-    int blend_x = i && t.flip_x && b->whole_width[0] % 2, blend_y = i && t.flip_y && b->whole_height[0] % 2;
     /* upright (x, y) is stored at origin + x * step_x + y * step_y */
     ptrdiff_t across = t.flip_x ? -1 : 1, down = t.flip_y ? -(ptrdiff_t)w : w;
     ptrdiff_t origin = (t.flip_x ? w - 1 : 0) + (t.flip_y ? (ptrdiff_t)(h - 1) * w : 0);
@@ -462,12 +478,7 @@ upright_rows(Buffers *b, int i, int orientation, int top, int count, int padded)
     for (int r = 0; r < count; r++) {
         offsets[r] = origin + min_int(top + r, up_h - 1) * step_y;
     }
-    if (blend_x || blend_y) {
-        for (int r = 0; r < count; r++) {
-            int y = min_int(top + r, up_h - 1);
-            upright_chroma_row(plane, w, h, t, blend_x, blend_y, y, up_w, rows[r]);
-        }
-    } else if (t.swap) {
+    if (t.swap) {
         /* The strip's rows are neighbouring stored columns: read each stored row's few
          * neighbouring bytes at once, not one stored column (a cache line a pixel) at a time. */
         for (int x = 0; x < up_w; x++) {
@@ -515,14 +526,15 @@ run(Job *job)
     Buffers b;
     memset(&b, 0, sizeof b);
     memset(&c, 0, sizeof c);
+    memset(&d, 0, sizeof d); /* destroying a zeroed, never created object does nothing */
     d.err = c.err = jpeg_std_error(&err.pub);
     err.pub.error_exit = on_error;
     err.pub.emit_message = on_message;
-    jpeg_create_decompress(&d);
     if (setjmp(err.escape)) {
         snprintf(job->message, sizeof job->message, "%s", err.message);
         goto fail;
     }
+    jpeg_create_decompress(&d);
     jpeg_create_compress(&c);
     jpeg_mem_src(&d, job->data, (unsigned long)job->size);
     jpeg_read_header(&d, TRUE);
@@ -539,6 +551,11 @@ run(Job *job)
     job->reduced_height = (height + k - 1) / k;
     job->reduced = malloc((size_t)job->reduced_width * job->reduced_height * 3);
     int oriented = job->orientation != 1;
+    if (oriented) {
+        Turn t = turn_of(job->orientation);
+        b.pair_x = t.flip_x && width % 2;
+        b.pair_y = t.flip_y && height % 2;
+    }
     if (!job->reduced || !allocate(&d, &b, out_chroma_width, job->reduced_width) ||
         (oriented && !allocate_whole(&b, width, height, job->orientation))) {
         snprintf(job->message, sizeof job->message, "out of memory");
@@ -563,12 +580,19 @@ run(Job *job)
     jpeg_start_compress(&c, TRUE);
     for (int top = 0; top < height; top += BATCH) {
         int rows = read_batch(&d, &b);
+        if (rows == 0) {
+            snprintf(job->message, sizeof job->message, "the decoder returned no rows");
+            goto fail;
+        }
         JSAMPROW luma[BATCH];
         for (int r = 0; r < BATCH; r++) { /* rows past the bottom repeat the last one */
             luma[r] = b.rows[0][min_int(r, min_int(rows, height - top) - 1)];
         }
         to_half_chroma(&b, 1, 0, top, out_chroma_width);
         to_half_chroma(&b, 2, 1, top, out_chroma_width);
+        if (b.pair_y) {
+            remember_last_rows(&b, top, height);
+        }
         if (oriented) {
             keep_batch(&b, luma, top);
         } else {

@@ -19,7 +19,6 @@ the caller takes the general libvips path, which then decides what the file is w
 from __future__ import annotations
 
 import logging
-import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +58,11 @@ def decode_once(
     if reencode_and_reduce is None:
         return None
     try:
-        with (
-            source.open("rb") as file,
-            mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data,
-        ):
-            jpeg, rgb, width, height = reencode_and_reduce(
-                data, quality, shrink, optimize_coding, orientation
-            )
+        # Read, not mapped: a file cut short under a mapping kills the process (SIGBUS).
+        data = source.read_bytes()
+        jpeg, rgb, width, height = reencode_and_reduce(
+            data, quality, shrink, optimize_coding, orientation
+        )
     except (ValueError, OSError) as exc:
         log.debug("one-pass JPEG path declined %s: %s", source, exc)
         return None
