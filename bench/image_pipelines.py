@@ -54,22 +54,19 @@ def naive_pillow(source: str) -> int:
 
 
 def bare_pipeline_libvips(source: str) -> int:
-    """The bare pipeline with the one-pass JPEG extension off (as installed without
-    libjpeg's headers): libvips alone, two decodes. Returns bytes written."""
-    from taskmill.images import onepass
-
-    onepass.AVAILABLE, saved = False, onepass.AVAILABLE
-    try:
-        return bare_pipeline(source)
-    finally:
-        onepass.AVAILABLE = saved
+    """The bare pipeline with the one-pass JPEG path off (TASKMILL_JPEG_ONE_PASS=false, or
+    installed without libjpeg's headers): libvips alone, two decodes. Returns bytes written."""
+    return bare_pipeline(source, one_pass=False)
 
 
-def bare_pipeline(source: str) -> int:
+def bare_pipeline(source: str, *, one_pass: bool = True) -> int:
     """taskmill's rendering alone, into a temporary folder. Returns bytes written."""
     from taskmill.images.processing import render
     from taskmill.images.renditions import DEFAULT_RENDITIONS
 
     with tempfile.TemporaryDirectory() as out:
-        rendered = render(Path(source), DEFAULT_RENDITIONS, Path(out), max_pixels=100_000_000)
+        rendered = render(
+            Path(source), DEFAULT_RENDITIONS, Path(out), max_pixels=100_000_000,
+            one_pass=one_pass,
+        )  # fmt: skip
         return sum(r.bytes for r in rendered.values())

@@ -133,6 +133,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "TASKMILL_UPLOAD_RATE_LIMIT": ("upload_rate_limit", _rate),
     "TASKMILL_RENDITIONS": ("renditions_json", _text),
     "TASKMILL_AVIF_EFFORT": ("avif_effort", _effort),
+    "TASKMILL_JPEG_ONE_PASS": ("jpeg_one_pass", _bool),
 }
 
 
@@ -154,6 +155,7 @@ class Settings:
     upload_rate_limit: RateLimit | None = None  # per API key or client address; None: none
     renditions_json: str | None = None  # overrides of the default renditions (JSON object)
     avif_effort: int = 2  # 0 (fastest) .. 9 (smallest); AVIF costs seconds per image at 9
+    jpeg_one_pass: bool = True  # false: every JPEG takes the general libvips path
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -17,7 +17,9 @@ from PIL import Image as PILImage
 
 from taskmill import JobStatus, PermanentError, Taskmill
 from taskmill.images.errors import UnsupportedImage
+from taskmill.images.processing import render
 from taskmill.images.records import ImageStatus
+from taskmill.images.renditions import DEFAULT_RENDITIONS
 from taskmill.images.service import PROCESS_TASK, ImageNotFound, ImageService, image_service
 from tests.helpers import RawDb, claim_one, finish
 from tests.images.helpers import make_image_app, truncated_copy, write_jpeg
@@ -331,5 +333,28 @@ def test_on_s3_the_same_path_gives_presigned_urls_and_delete_empties_the_bucket(
         images.delete(image.id)
         assert "Contents" not in bucket.list_objects_v2(Bucket=s3_bucket)
         assert httpx.get(thumbnail).status_code in (403, 404)
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("one_pass", [True, False])
+def test_jpeg_one_pass_setting_chooses_how_jpegs_are_decoded(
+    database_url: str, tmp_path: Path, one_pass: bool
+) -> None:
+    photo = write_jpeg(tmp_path / "photo.jpg", 2400, 1600)  # big enough to shrink on load
+    made = {
+        choice: render(photo, DEFAULT_RENDITIONS, tmp_path / str(choice), max_pixels=10**8,
+                       one_pass=choice)["compressed"].path.read_bytes()
+        for choice in (True, False)
+    }  # fmt: skip
+    assert made[True] != made[False]
+    app = make_image_app(database_url, tmp_path / "media", jpeg_one_pass=one_pass)
+    app.migrate()
+    try:
+        images = image_service(app)
+        image, _ = images.accept(upload(photo))
+        images.process(image.id)
+        key = images.get(image.id).renditions["compressed"].key
+        assert (tmp_path / "media" / key).read_bytes() == made[one_pass]
     finally:
         app.close()

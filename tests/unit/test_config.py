@@ -72,6 +72,7 @@ def test_defaults_with_an_empty_environment() -> None:
     assert settings.image_retention_s == 24 * 3600
     assert settings.job_retention_s == 7 * 86400
     assert settings.lease_s == 30.0
+    assert settings.jpeg_one_pass is True
 
 
 def test_every_variable_is_read() -> None:
@@ -86,6 +87,7 @@ def test_every_variable_is_read() -> None:
             "TASKMILL_IMAGE_RETENTION": "0",
             "TASKMILL_JOB_RETENTION": "30d",
             "TASKMILL_LEASE": "2m",
+            "TASKMILL_JPEG_ONE_PASS": "false",
         }
     )
     assert settings.database_url == "postgresql://u:p@db:5432/jobs"
@@ -97,6 +99,7 @@ def test_every_variable_is_read() -> None:
     assert settings.image_retention_s == 0  # keep images forever
     assert settings.job_retention_s == 30 * 86400
     assert settings.lease_s == 120
+    assert settings.jpeg_one_pass is False
 
 
 def test_empty_variables_mean_the_default() -> None:

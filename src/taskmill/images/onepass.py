@@ -13,7 +13,8 @@ reduced copy is turned after the reduction.
 
 It takes only plain files: 8-bit YCbCr with common chroma sampling. Anything else, any
 libjpeg warning (damaged data), or an install built without libjpeg's headers: `None`, and
-the caller takes the general libvips path, which then decides what the file is worth.
+the caller takes the general libvips path, which then decides what the file is worth. So
+does every JPEG with TASKMILL_JPEG_ONE_PASS=false (`render(one_pass=False)`).
 """
 
 from __future__ import annotations

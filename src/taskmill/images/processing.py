@@ -84,6 +84,7 @@ def render(
     *,
     max_pixels: int,
     avif_effort: int = 2,
+    one_pass: bool = True,
 ) -> dict[str, Rendered]:
     """Write one file per spec into `out_dir` as `{name}.{ext}` and say what was written.
 
@@ -93,6 +94,9 @@ def render(
     comments, ICC). The same input and specs always give byte-identical files, and each
     file is replaced atomically, so re-running after a failure is safe.
 
+    `one_pass`: let a plain JPEG be decoded once for all renditions (`onepass`); without
+    it, or without the extension, libvips decodes it twice.
+
     Raises UnsupportedImage, UnreadableImage or ImageTooLarge as `probe` does (checked
     before any pixel is decoded), CorruptImage when decoding fails part-way.
     """
@@ -101,7 +105,7 @@ def render(
     out_dir.mkdir(parents=True, exist_ok=True)
     clear_vips_errors()
     try:
-        images = _build(source, info, header, specs, load)
+        images = _build(source, info, header, specs, load, one_pass=one_pass)
         return {
             name: _save(image, name, specs[name], out_dir, avif_effort)
             for name, image in images.items()
@@ -121,6 +125,8 @@ def _build(
     header: Any,
     specs: Mapping[str, RenditionSpec],
     load: dict[str, Any],
+    *,
+    one_pass: bool,
 ) -> dict[str, Any]:
     """Per spec, in the order of `specs`: a lazy pyvips image, or the Encoded file."""
     width, height = info.width, info.height
@@ -131,7 +137,7 @@ def _build(
         top = max(scales[name] for name in reduced)
         # Upright box; thumbnail swaps it itself for an EXIF-rotated image.
         box = max(1, round(width * top)), max(1, round(height * top))
-        full = _one_pass_rendition(info, specs, scales, load)
+        full = _one_pass_rendition(info, specs, scales, load) if one_pass else None
         base, encoded = _decode_reduced(
             source, info, header, _dct_shrink(top), box, load, full, specs
         )

@@ -178,6 +178,7 @@ class ImageService:
                 rendered = render(
                     source, specs, work / "out", max_pixels=self.settings.max_image_pixels,
                     avif_effort=self.settings.avif_effort,
+                    one_pass=self.settings.jpeg_one_pass,
                 )  # fmt: skip
             except (CorruptImage, ImageRefused) as exc:
                 self._finish(image, ImageStatus.FAILED, {}, str(exc))
