@@ -480,10 +480,12 @@ upright_rows(Buffers *b, int i, int orientation, int top, int count, int padded)
     }
     if (t.swap) {
         /* The strip's rows are neighbouring stored columns: read each stored row's few
-         * neighbouring bytes at once, not one stored column (a cache line a pixel) at a time. */
+         * neighbouring bytes at once, not one stored column (a cache line a pixel) at a time,
+         * and in address order (backwards is ~25 % slower for the whole encode). */
+        int first = step_y < 0 ? count - 1 : 0, next = step_y < 0 ? -1 : 1;
         for (int x = 0; x < up_w; x++) {
             ptrdiff_t p = x * step_x;
-            for (int r = 0; r < count; r++) {
+            for (int k = 0, r = first; k < count; k++, r += next) {
                 rows[r][x] = plane[p + offsets[r]];
             }
         }
