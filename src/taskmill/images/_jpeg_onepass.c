@@ -118,7 +118,7 @@ typedef struct {
      * an odd width (pair_x) or height (pair_y) then turns them into the upright image's
      * pairs (0, 1), (2, 3)... exactly */
     int pair_x, pair_y;
-    unsigned char *previous[3]; /* the previous batch's last chroma row, for pair_y */
+    unsigned char *previous[3]; /* the previous batch's last chroma rows (1, 2), for pair_y */
     /* output chroma (4:2:0) rows of one batch */
     JSAMPROW chroma_rows[2][BATCH / 2];
     unsigned char *chroma_planes[2];
@@ -191,8 +191,8 @@ allocate(j_decompress_ptr d, Buffers *b, int out_chroma_width, int reduced_width
         int rows = BATCH / b->step_y[i];
         b->row_width[i] = width;
         b->planes[i] = malloc(width * rows);
-        b->previous[i] = malloc(width);
-        if (!b->planes[i] || !b->previous[i]) {
+        b->previous[i] = i ? malloc(width) : NULL; /* chroma only */
+        if (!b->planes[i] || (i && !b->previous[i])) {
             return 0;
         }
         for (int r = 0; r < rows; r++) {
@@ -552,21 +552,15 @@ run(Job *job)
     job->reduced_width = (width + k - 1) / k;
     job->reduced_height = (height + k - 1) / k;
     job->reduced = malloc((size_t)job->reduced_width * job->reduced_height * 3);
-    int oriented = job->orientation != 1;
-    if (oriented) {
-        Turn t = turn_of(job->orientation);
-        b.pair_x = t.flip_x && width % 2;
-        b.pair_y = t.flip_y && height % 2;
-    }
-    if (!job->reduced || !allocate(&d, &b, out_chroma_width, job->reduced_width) ||
-        (oriented && !allocate_whole(&b, width, height, job->orientation))) {
-        snprintf(job->message, sizeof job->message, "out of memory");
-        goto fail;
-    }
     /* a q60 re-encode is rarely over a bit per pixel */
     job->jpeg_capacity = (size_t)width * height / 8 + 65536;
     job->jpeg = malloc(job->jpeg_capacity);
-    if (!job->jpeg) {
+    int oriented = job->orientation != 1;
+    Turn turn = turn_of(job->orientation);
+    b.pair_x = turn.flip_x && width % 2;
+    b.pair_y = turn.flip_y && height % 2;
+    if (!job->reduced || !job->jpeg || !allocate(&d, &b, out_chroma_width, job->reduced_width) ||
+        (oriented && !allocate_whole(&b, width, height, job->orientation))) {
         snprintf(job->message, sizeof job->message, "out of memory");
         goto fail;
     }
@@ -574,11 +568,8 @@ run(Job *job)
     dest.pub.empty_output_buffer = grow_destination;
     dest.pub.term_destination = term_destination;
     c.dest = &dest.pub;
-    if (transposed(job->orientation)) {
-        setup_encoder(&c, d.image_height, d.image_width, job);
-    } else {
-        setup_encoder(&c, d.image_width, d.image_height, job);
-    }
+    setup_encoder(&c, turn.swap ? d.image_height : d.image_width,
+                  turn.swap ? d.image_width : d.image_height, job);
     jpeg_start_compress(&c, TRUE);
     for (int top = 0; top < height; top += BATCH) {
         int rows = read_batch(&d, &b);

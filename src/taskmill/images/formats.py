@@ -107,6 +107,7 @@ class ImageInfo:
     width: int
     height: int
     pages: int
+    orientation: int = 1  # EXIF, 1-8: how the stored pixels turn to be displayed
 
     @property
     def content_type(self) -> str:
@@ -175,14 +176,14 @@ def read_header(path: str | Path, *, max_pixels: int) -> tuple[ImageInfo, Any]:
             f"the image is {width}x{height} ({width * height:,} pixels); "
             f"the limit is {max_pixels:,} pixels"
         )
-    if orientation(header) >= 5:  # 5..8 turn the image a quarter
+    orientation = _orientation(header)
+    if orientation >= 5:  # 5..8 turn the image a quarter
         width, height = height, width
     pages = header.get("n-pages") if header.get_typeof("n-pages") else 1
-    return ImageInfo(fmt, width, height, pages), header
+    return ImageInfo(fmt, width, height, pages, orientation), header
 
 
-def orientation(header: Any) -> int:
-    """The EXIF orientation (1-8; 1 is upright) of a pyvips image's header."""
+def _orientation(header: Any) -> int:
     value = header.get("orientation") if header.get_typeof("orientation") else 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 

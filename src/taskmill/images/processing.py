@@ -31,7 +31,6 @@ from taskmill.images.formats import (
     clear_vips_errors,
     extension,
     format_name,
-    orientation,
     read_header,
     vips_reason,
 )
@@ -105,7 +104,7 @@ def render(
     out_dir.mkdir(parents=True, exist_ok=True)
     clear_vips_errors()
     try:
-        images = _build(source, info, header, specs, load, one_pass=one_pass)
+        images = _build(source, info, specs, load, one_pass=one_pass)
         return {
             name: _save(image, name, specs[name], out_dir, avif_effort)
             for name, image in images.items()
@@ -122,7 +121,6 @@ def render(
 def _build(
     source: Path,
     info: ImageInfo,
-    header: Any,
     specs: Mapping[str, RenditionSpec],
     load: dict[str, Any],
     *,
@@ -138,9 +136,7 @@ def _build(
         # Upright box; thumbnail swaps it itself for an EXIF-rotated image.
         box = max(1, round(width * top)), max(1, round(height * top))
         full = _one_pass_rendition(info, specs, scales, load) if one_pass else None
-        base, encoded = _decode_reduced(
-            source, info, header, _dct_shrink(top), box, load, full, specs
-        )
+        base, encoded = _decode_reduced(source, info, _dct_shrink(top), box, load, full, specs)
         images.update(encoded)
         base = base.copy_memory()  # decoded once, read by every reduced rendition
         images.update({name: _fit(base, specs[name]) for name in reduced})
@@ -177,7 +173,6 @@ def _one_pass_rendition(
 def _decode_reduced(
     source: Path,
     info: ImageInfo,
-    header: Any,
     shrink: int,
     box: tuple[int, int],
     load: dict[str, Any],
@@ -192,7 +187,7 @@ def _decode_reduced(
         made = onepass.decode_once(
             source, quality=quality, shrink=shrink,
             optimize_coding=_optimize_coding(info.width * info.height),
-            orientation=orientation(header),
+            orientation=info.orientation,
         )  # fmt: skip
         if made is not None:
             base = made.reduced.thumbnail_image(box_w, height=box_h, size="down")
